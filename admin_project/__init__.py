@@ -1,0 +1,1 @@
+"""The admin service: products are written here (HTTP API and Django admin)."""

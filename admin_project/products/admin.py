@@ -1,0 +1,42 @@
+from django.contrib import admin
+
+from . import services
+from .models import OutboxEvent, Product
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    """The Django admin writes through the same services as the API, so it emits the same events."""
+
+    list_display = ["id", "title", "price", "version", "updated_at"]
+    search_fields = ["title"]
+    readonly_fields = ["version", "created_at", "updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        cleaned = form.cleaned_data
+        data = {f: cleaned[f] for f in services.UPDATABLE_FIELDS if f in cleaned}
+        if change:
+            saved = services.product_update(product_id=obj.pk, data=data)
+        else:
+            saved = services.product_create(**data)
+        obj.pk, obj.version, obj.updated_at = saved.pk, saved.version, saved.updated_at
+
+    def delete_model(self, request, obj):
+        services.product_delete(product_id=obj.pk)
+
+    def delete_queryset(self, request, queryset):
+        for product_id in queryset.values_list("pk", flat=True):
+            services.product_delete(product_id=product_id)
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(admin.ModelAdmin):
+    list_display = ["id", "type", "product_id", "version", "occurred_at", "sent_at"]
+    list_filter = ["type", ("sent_at", admin.EmptyFieldListFilter)]
+    readonly_fields = [f.name for f in OutboxEvent._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,244 @@
+"""The outbox relay: publishes pending outbox rows to RabbitMQ as Celery task messages.
+
+Guarantees (see docs/architecture.md):
+* A row is marked sent only after the broker confirmed its message (publisher confirms), in the
+  same transaction that claimed it. A crash in between re-sends it: duplicates, never loss.
+* ``mandatory``: a message no queue is bound for is returned by the broker and raises; the rows
+  stay pending (an unroutable event is an error, not a silent drop).
+* No blind publish retries: a failed publish is "unknown", the row stays pending, the loop backs
+  off (capped exponential, with jitter) and tries again.
+* Rows are claimed with ``FOR UPDATE SKIP LOCKED``: several relays never claim the same rows.
+* Events of one type are batched into one message (up to RELAY_MAX_EVENTS_PER_MESSAGE).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import select
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from itertools import groupby
+
+from django.conf import settings
+from django.db import connections, transaction
+from django.utils import timezone
+from kombu import Exchange
+
+from admin_project.celery_app import app as celery_app
+from product_events import contract
+
+from .models import OutboxEvent
+from .services import OUTBOX_CHANNEL
+
+logger = logging.getLogger("admin_project.relay")
+
+PRODUCTS_EXCHANGE = Exchange(contract.EXCHANGE, contract.EXCHANGE_TYPE, durable=True)
+
+
+@dataclass
+class RelayStats:
+    published_events: int = 0
+    published_messages: int = 0
+    failures: int = 0
+
+
+def outbox_publish_pending(*, app=celery_app, claim_size: int | None = None,
+                           max_events_per_message: int | None = None,
+                           stats: RelayStats | None = None) -> int:
+    """Claim up to ``claim_size`` pending rows, publish them, mark the confirmed ones sent.
+
+    Returns the number of events published. Raises if a publish failed (after marking what
+    was confirmed before the failure)."""
+    claim_size = claim_size or settings.RELAY_CLAIM_SIZE
+    per_message = max_events_per_message or settings.RELAY_MAX_EVENTS_PER_MESSAGE
+    error: BaseException | None = None
+    sent_ids: list[int] = []
+    with transaction.atomic():
+        rows = list(
+            OutboxEvent.objects.select_for_update(skip_locked=True)
+            .filter(sent_at__isnull=True)
+            .order_by("id")
+            .values_list("id", "type", "payload")[:claim_size]
+        )
+        if not rows:
+            return 0
+        try:
+            with app.producer_or_acquire() as producer:
+                for event_type, group in groupby(sorted(rows, key=lambda r: (r[1], r[0])),
+                                                 key=lambda r: r[1]):
+                    group = list(group)
+                    for start in range(0, len(group), per_message):
+                        chunk = group[start:start + per_message]
+                        _publish(app, producer, event_type, [r[2] for r in chunk])
+                        sent_ids.extend(r[0] for r in chunk)
+                        if stats:
+                            stats.published_messages += 1
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the rest pending
+            error = exc
+        if sent_ids:
+            OutboxEvent.objects.filter(id__in=sent_ids).update(sent_at=timezone.now())
+    if stats:
+        stats.published_events += len(sent_ids)
+    if error is not None:
+        raise error
+    return len(sent_ids)
+
+
+def _publish(app, producer, event_type: str, events: list[dict]) -> None:
+    # One event: the Celery task id is the event id, so Flower shows it and logs correlate.
+    task_id = events[0]["event_id"] if len(events) == 1 else str(uuid.uuid4())
+    app.send_task(
+        contract.TASK_APPLY_PRODUCT_EVENTS,
+        args=[],
+        kwargs=contract.task_kwargs(events),
+        task_id=task_id,
+        exchange=PRODUCTS_EXCHANGE,
+        routing_key=contract.routing_key_for(event_type),
+        producer=producer,
+        declare=[],          # publishers declare only the exchange (at start), never queues
+        mandatory=True,      # unroutable -> error, not a silent drop
+        retry=False,         # no blind retries: a failed publish is "unknown", row stays pending
+        confirm_timeout=settings.RELAY_CONFIRM_TIMEOUT,
+        timeout=settings.RELAY_CONFIRM_TIMEOUT,
+        argsrepr="[]",
+        kwargsrepr=contract.task_summary(events),
+        serializer="json",
+    )
+
+
+def outbox_purge_sent(*, older_than: timedelta) -> int:
+    deleted, _ = OutboxEvent.objects.filter(
+        sent_at__isnull=False, sent_at__lt=timezone.now() - older_than
+    ).delete()
+    return deleted
+
+
+def exchange_declare(*, app=celery_app) -> None:
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1)
+        PRODUCTS_EXCHANGE.declare(channel=conn.default_channel)
+
+
+class OutboxListener:
+    """A dedicated connection LISTENing for the NOTIFY sent by each committed change."""
+
+    def __init__(self) -> None:
+        self._wrapper = None
+
+    def _connect(self):
+        self.close()
+        self._wrapper = connections.create_connection("default")
+        self._wrapper.ensure_connection()
+        raw = self._wrapper.connection
+        raw.autocommit = True
+        with raw.cursor() as cur:
+            cur.execute(f"LISTEN {OUTBOX_CHANNEL}")
+        return raw
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a change committed or ``timeout`` passed. True if notified."""
+        try:
+            raw = self._wrapper.connection if self._wrapper else self._connect()
+            if raw.notifies:
+                raw.notifies.clear()
+                return True
+            ready, _, _ = select.select([raw], [], [], timeout)
+            if ready:
+                raw.poll()
+                notified = bool(raw.notifies)
+                raw.notifies.clear()
+                return notified
+            return False
+        except Exception:  # noqa: BLE001 - database gone: sleep, reconnect next time
+            logger.warning("outbox listener lost its database connection; reconnecting")
+            self.close()
+            time.sleep(min(timeout, 1.0))
+            return False
+
+    def close(self) -> None:
+        if self._wrapper is not None:
+            try:
+                self._wrapper.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self._wrapper = None
+
+
+class Relay:
+    def __init__(self, *, app=celery_app, sweep_seconds: float | None = None,
+                 max_backoff: float | None = None) -> None:
+        self.app = app
+        self.sweep_seconds = sweep_seconds or settings.RELAY_SWEEP_SECONDS
+        self.max_backoff = max_backoff or settings.RELAY_MAX_BACKOFF_SECONDS
+        self.stop_event = threading.Event()
+        self.stats = RelayStats()
+        self._backoff = 0.0
+        self._exchange_ready = False
+        self._last_purge = 0.0
+
+    def stop(self, *_args) -> None:
+        self.stop_event.set()
+
+    def run_once(self) -> int:
+        """Publish everything pending now. Raises on the first failure."""
+        if not self._exchange_ready:
+            exchange_declare(app=self.app)
+            self._exchange_ready = True
+        total = 0
+        while not self.stop_event.is_set():
+            n = outbox_publish_pending(app=self.app, stats=self.stats)
+            total += n
+            if n == 0:
+                break
+        return total
+
+    def run_forever(self) -> None:
+        listener = OutboxListener()
+        logger.info("relay started (sweep every %.1fs, up to %d events per message)",
+                    self.sweep_seconds, settings.RELAY_MAX_EVENTS_PER_MESSAGE)
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    n = self.run_once()
+                    if n:
+                        logger.info("published %d events (total %d)", n,
+                                    self.stats.published_events)
+                    if self._backoff:
+                        logger.info("broker reachable again; relay resumed")
+                    self._backoff = 0.0
+                    self._maybe_purge()
+                except Exception as exc:  # noqa: BLE001
+                    self._on_failure(exc)
+                    continue
+                listener.wait(self.sweep_seconds)
+        finally:
+            listener.close()
+            logger.info("relay stopped (%d events published)", self.stats.published_events)
+
+    def _on_failure(self, exc: BaseException) -> None:
+        self.stats.failures += 1
+        self._exchange_ready = False
+        self._backoff = min(self.max_backoff, max(0.5, self._backoff * 2))
+        delay = self._backoff * random.uniform(0.5, 1.0)
+        logger.warning("publish failed (%s: %s); events stay pending, retrying in %.1fs",
+                       type(exc).__name__, exc, delay)
+        try:
+            self.app.pool.force_close_all()
+        except Exception:  # noqa: BLE001
+            pass
+        for conn in connections.all():
+            conn.close_if_unusable_or_obsolete()
+        self.stop_event.wait(delay)
+
+    def _maybe_purge(self) -> None:
+        if time.monotonic() - self._last_purge < 60:
+            return
+        self._last_purge = time.monotonic()
+        n = outbox_purge_sent(older_than=timedelta(hours=settings.OUTBOX_RETENTION_HOURS))
+        if n:
+            logger.info("purged %d sent outbox rows older than %sh", n,
+                        settings.OUTBOX_RETENTION_HOURS)

@@ -1,0 +1,87 @@
+"""Writes. Every product change and its outbox event commit in one transaction."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from product_events import contract
+
+from .models import OutboxEvent, Product
+
+OUTBOX_CHANNEL = "product_outbox"  # PostgreSQL NOTIFY channel the relay LISTENs on
+UPDATABLE_FIELDS = ("title", "image", "price", "description")
+
+
+def product_snapshot(*, product: Product) -> dict[str, Any]:
+    """The product as carried in an event's ``data`` (JSON-ready)."""
+    return {
+        "id": product.pk,
+        "title": product.title,
+        "image": product.image,
+        "price": f"{Decimal(product.price):.2f}",
+        "description": product.description,
+        "version": product.version,
+        "created_at": product.created_at.isoformat().replace("+00:00", "Z"),
+        "updated_at": product.updated_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def outbox_event_record(*, product: Product, event_type: str) -> OutboxEvent:
+    """Record the event for ``product``'s current version. Must run inside the change's
+    transaction; the NOTIFY wakes the relay when (and only if) that transaction commits."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("outbox_event_record must run inside the change's transaction")
+    envelope = contract.envelope_build(
+        event_type=event_type, product_id=product.pk, version=product.version,
+        occurred_at=product.updated_at, data=product_snapshot(product=product),
+    )
+    event = OutboxEvent.objects.create(
+        event_id=envelope["event_id"], type=event_type, product_id=product.pk,
+        version=product.version, payload=envelope, occurred_at=product.updated_at,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, '')", [OUTBOX_CHANNEL])
+    return event
+
+
+@transaction.atomic
+def product_create(*, title: str, price: Decimal, image: str = "",
+                   description: str = "") -> Product:
+    now = timezone.now()
+    product = Product(title=title, price=price, image=image, description=description,
+                      version=1, created_at=now, updated_at=now)
+    product.full_clean()
+    product.save()
+    outbox_event_record(product=product, event_type=contract.PRODUCT_CREATED)
+    return product
+
+
+@transaction.atomic
+def product_update(*, product_id: int, data: dict[str, Any]) -> Product:
+    """Apply ``data`` (any of title, image, price, description). The row is locked so that
+    concurrent updates get distinct, increasing versions."""
+    unknown = set(data) - set(UPDATABLE_FIELDS)
+    if unknown:
+        raise ValueError(f"not updatable: {sorted(unknown)}")
+    product = Product.objects.select_for_update().get(pk=product_id)
+    for field, value in data.items():
+        setattr(product, field, value)
+    product.version += 1
+    product.updated_at = timezone.now()
+    product.full_clean()
+    product.save()
+    outbox_event_record(product=product, event_type=contract.PRODUCT_UPDATED)
+    return product
+
+
+@transaction.atomic
+def product_delete(*, product_id: int) -> None:
+    product = Product.objects.select_for_update().get(pk=product_id)
+    product.version += 1
+    product.updated_at = timezone.now()
+    outbox_event_record(product=product, event_type=contract.PRODUCT_DELETED)
+    product.delete()

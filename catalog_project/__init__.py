@@ -1,0 +1,1 @@
+"""The catalog service: a read replica of products, fed by product events."""

@@ -1,0 +1,29 @@
+from django.db import models
+
+
+class Product(models.Model):
+    """The catalog's replica of an admin product, keyed by the admin's id.
+
+    Written only by ``services.product_events_apply``: a row changes only for an event whose
+    ``version`` is newer than the stored one. A delete keeps the row as a tombstone
+    (``deleted=True``) so that a late, older update cannot bring the product back."""
+
+    id = models.BigIntegerField(primary_key=True)
+    title = models.CharField(max_length=200)
+    image = models.CharField(max_length=500, blank=True, default="")
+    price = models.DecimalField(max_digits=12, decimal_places=2)
+    description = models.TextField(blank=True, default="")
+    version = models.PositiveIntegerField()
+    updated_at = models.DateTimeField()
+    deleted = models.BooleanField(default=False)
+    last_event_id = models.UUIDField()
+    applied_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "catalog_product"
+        ordering = ["id"]
+        indexes = [models.Index(fields=["id"], condition=models.Q(deleted=False),
+                                name="catalog_product_live_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.title} (#{self.pk} v{self.version})"

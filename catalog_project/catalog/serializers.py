@@ -1,0 +1,10 @@
+from rest_framework import serializers
+
+from .models import Product
+
+
+class ProductSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Product
+        fields = ["id", "title", "image", "price", "description", "version", "updated_at"]
+        read_only_fields = fields

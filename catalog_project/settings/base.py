@@ -1,0 +1,127 @@
+"""Catalog project settings shared by every environment (variables prefixed CATALOG_, plus shared
+infrastructure such as CELERY_BROKER_URL), read through one django-environ ``env``; a ``.env``
+file at the repository root is read if present. The catalog's Celery worker (workers/) uses these
+settings too."""
+
+from pathlib import Path
+
+import environ
+
+REPO_DIR = Path(__file__).resolve().parents[2]
+BASE_DIR = REPO_DIR / "catalog_project"
+
+env = environ.Env()
+if (REPO_DIR / ".env").is_file():
+    env.read_env(str(REPO_DIR / ".env"), overwrite=False)
+
+SECRET_KEY = env("CATALOG_SECRET_KEY")
+DEBUG = env.bool("CATALOG_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("CATALOG_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "catalog_project.catalog",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "catalog_project.urls"
+WSGI_APPLICATION = "catalog_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    },
+]
+
+DATABASES = {
+    "default": env.db_url(
+        "CATALOG_DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/products_catalog"
+    ),
+}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CATALOG_DB_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = REPO_DIR / "var" / "static" / "catalog_project"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_PAGINATION_CLASS": "catalog_project.catalog.pagination.ProductPagination",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",
+                                 "rest_framework.renderers.BrowsableAPIRenderer"],
+    "PAGE_SIZE": 50,
+}
+
+# --- Celery (the catalog worker in workers/catalog.py) ---
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="amqp://guest:guest@127.0.0.1:5672//")
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]          # pickle (or anything else) is refused
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+# Ack only after the write committed; a worker that dies mid-task gets its messages redelivered.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A task that fails for good is rejected (-> dead-letter queue), never acked and forgotten.
+CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = False
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CATALOG_WORKER_PREFETCH_MULTIPLIER", default=4)
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None   # keep trying while the broker is away
+CELERY_BROKER_CHANNEL_ERROR_RETRY = True
+CELERY_BROKER_HEARTBEAT = 60
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "confirm_publish": True,   # retries and parked events are published with confirms
+    "connect_timeout": env.float("CATALOG_BROKER_CONNECT_TIMEOUT", default=5.0),
+}
+CELERY_TASK_TIME_LIMIT = env.int("CATALOG_TASK_TIME_LIMIT", default=300)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CATALOG_TASK_SOFT_TIME_LIMIT", default=240)
+CELERY_WORKER_SEND_TASK_EVENTS = True         # Flower
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False      # Django owns logging
+CELERY_WORKER_REDIRECT_STDOUTS = False
+
+# Retry policy for transient errors (database unavailable, connection reset): exponential
+# backoff with jitter, then the message is parked in the dead-letter queue.
+CATALOG_RETRY_MAX = env.int("CATALOG_RETRY_MAX", default=10)
+CATALOG_RETRY_BACKOFF_BASE = env.float("CATALOG_RETRY_BACKOFF_BASE", default=1.0)
+CATALOG_RETRY_BACKOFF_MAX = env.float("CATALOG_RETRY_BACKOFF_MAX", default=120.0)
+
+LOG_LEVEL = env("CATALOG_LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "amqp": {"level": "WARNING"},
+        "kombu": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,145 @@
+"""Product events on the wire: names, envelope, validation.
+
+Wire format (see docs/events.md):
+
+* Exchange ``products`` (topic, durable). Routing key = the event type of every event in the
+  message, e.g. ``product.created``; a message never mixes event types.
+* One AMQP message = one Celery task (protocol 2, JSON) named ``catalog.apply_product_events``
+  with ``args == []`` and ``kwargs == {"events": [<envelope>, ...]}``: a batch of one or more
+  events. Consumers must treat every event on its own (idempotent, ordered by ``version``).
+* Envelope: ``event_id``, ``type``, ``product_id``, ``version``, ``occurred_at``, ``data``
+  (the full product snapshot after the change; for a delete, the last state with the delete's
+  version).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+# --- names that cross process boundaries (stable: changing one is a breaking change) ---
+TASK_APPLY_PRODUCT_EVENTS = "catalog.apply_product_events"
+
+EXCHANGE = "products"
+EXCHANGE_TYPE = "topic"
+
+PRODUCT_CREATED = "product.created"
+PRODUCT_UPDATED = "product.updated"
+PRODUCT_DELETED = "product.deleted"
+EVENT_TYPES = (PRODUCT_CREATED, PRODUCT_UPDATED, PRODUCT_DELETED)
+ROUTING_PATTERN_ALL = "product.#"
+
+# The catalog's own queue and its dead-letter queue (owned by the catalog worker).
+CATALOG_QUEUE = "catalog.products"
+CATALOG_DLQ = CATALOG_QUEUE + ".dlq"
+
+CONTENT_TYPE = "application/json"
+
+
+class InvalidEvent(ValueError):
+    """An event that can never be applied (permanent error): park it, do not retry it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProductEvent:
+    event_id: str
+    type: str
+    product_id: int
+    version: int
+    occurred_at: str
+    data: dict[str, Any]
+
+    @property
+    def is_delete(self) -> bool:
+        return self.type == PRODUCT_DELETED
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "type": self.type,
+            "product_id": self.product_id,
+            "version": self.version,
+            "occurred_at": self.occurred_at,
+            "data": self.data,
+        }
+
+
+def routing_key_for(event_type: str) -> str:
+    if event_type not in EVENT_TYPES:
+        raise InvalidEvent(f"unknown event type {event_type!r}")
+    return event_type
+
+
+def envelope_build(
+    *, event_type: str, product_id: int, version: int, occurred_at: datetime,
+    data: dict[str, Any], event_id: str | None = None,
+) -> dict[str, Any]:
+    """Build an envelope (a plain JSON-ready dict). ``occurred_at`` must be timezone-aware."""
+    if occurred_at.tzinfo is None:
+        raise ValueError("occurred_at must be timezone-aware")
+    envelope = {
+        "event_id": event_id or str(uuid.uuid4()),
+        "type": routing_key_for(event_type),
+        "product_id": product_id,
+        "version": version,
+        "occurred_at": occurred_at.isoformat().replace("+00:00", "Z"),
+        "data": data,
+    }
+    envelope_validate(envelope)
+    return envelope
+
+
+@cache
+def event_schema() -> dict[str, Any]:
+    return json.loads(resources.files(__package__).joinpath("event.schema.json").read_text())
+
+
+@cache
+def _validator():
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(event_schema())
+
+
+def envelope_validate(raw: Any) -> ProductEvent:
+    """Return the event, or raise InvalidEvent saying exactly what is wrong."""
+    errors = sorted(_validator().iter_errors(raw), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = "/".join(str(p) for p in err.absolute_path) or "<envelope>"
+        raise InvalidEvent(f"{where}: {err.message}")
+    if raw["data"]["id"] != raw["product_id"]:
+        raise InvalidEvent("data/id: does not match product_id")
+    if raw["data"]["version"] != raw["version"]:
+        raise InvalidEvent("data/version: does not match version")
+    try:
+        uuid.UUID(raw["event_id"])
+        datetime.fromisoformat(raw["occurred_at"])
+        datetime.fromisoformat(raw["data"]["updated_at"])
+    except ValueError as exc:
+        raise InvalidEvent(f"bad value: {exc}") from None
+    return ProductEvent(
+        event_id=raw["event_id"], type=raw["type"], product_id=raw["product_id"],
+        version=raw["version"], occurred_at=raw["occurred_at"], data=raw["data"],
+    )
+
+
+def task_kwargs(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Celery kwargs of one message carrying ``events``."""
+    return {"events": events}
+
+
+def task_summary(events: list[dict[str, Any]]) -> str:
+    """Short human-readable description for Flower (Celery's ``kwargsrepr``)."""
+    def one(ev: dict[str, Any]) -> str:
+        return (f"{ev.get('type')} #{ev.get('product_id')} v{ev.get('version')}"
+                f" ({ev.get('event_id')})")
+
+    if len(events) <= 3:
+        return "events=[" + ", ".join(one(e) for e in events) + "]"
+    return f"events=[{one(events[0])}, ... {len(events)} events ..., {one(events[-1])}]"

@@ -1,0 +1,1 @@
+"""The catalog's Celery workers: ``celery -A workers.catalog worker``."""

@@ -1,0 +1,51 @@
+"""Park events that cannot succeed in the dead-letter queue, with their reason.
+
+A parked event is a normal task message (same task name, ``kwargs={"events": [event]}``) sent to
+``catalog.products.dlq`` with headers ``x-park-reason``, ``x-parked-from-task`` and
+``x-parked-by``. Replaying it is republishing it to the catalog queue as it is. Publishing uses
+publisher confirms; only then is the original message acked."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from product_events import contract
+from workers import topology
+
+logger = logging.getLogger("workers.parking")
+
+MAX_REASON = 1000
+
+
+def park_events(*, app, request, items: list[tuple[object, str]]) -> None:
+    with app.producer_or_acquire() as producer:
+        for raw, reason in items:
+            logger.error("parking event in %s: %s (task %s)", contract.CATALOG_DLQ, reason,
+                         request.id)
+            events = [raw]
+            app.send_task(
+                contract.TASK_APPLY_PRODUCT_EVENTS,
+                args=[],
+                kwargs=contract.task_kwargs(events),
+                exchange=topology.dead_letter_exchange,
+                routing_key=contract.CATALOG_DLQ,
+                producer=producer,
+                declare=[],
+                mandatory=True,
+                retry=False,
+                headers={
+                    "x-park-reason": reason[:MAX_REASON],
+                    "x-parked-from-task": request.id or "",
+                    "x-parked-by": request.hostname or socket.gethostname(),
+                },
+                kwargsrepr=_safe_summary(events),
+                argsrepr="[]",
+            )
+
+
+def _safe_summary(events) -> str:
+    try:
+        return contract.task_summary(events)
+    except Exception:  # noqa: BLE001 - the event may be anything
+        return repr(events)[:200]
