@@ -1,4 +1,6 @@
+from django import forms
 from django.contrib import admin
+from django.db import models
 
 from . import services
 from .models import OutboxEvent, Product
@@ -11,6 +13,8 @@ class ProductAdmin(admin.ModelAdmin):
     list_display = ["id", "title", "price", "version", "updated_at"]
     search_fields = ["title"]
     readonly_fields = ["version", "created_at", "updated_at"]
+    formfield_overrides = {models.URLField: {"form_class": forms.URLField,
+                                             "assume_scheme": "https"}}
 
     def save_model(self, request, obj, form, change):
         cleaned = form.cleaned_data

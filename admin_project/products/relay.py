@@ -14,6 +14,7 @@ Guarantees (see docs/architecture.md):
 from __future__ import annotations
 
 import logging
+import os
 import random
 import select
 import threading
@@ -139,15 +140,17 @@ class OutboxListener:
             cur.execute(f"LISTEN {OUTBOX_CHANNEL}")
         return raw
 
-    def wait(self, timeout: float) -> bool:
-        """Block until a change committed or ``timeout`` passed. True if notified."""
+    def wait(self, timeout: float, wake_fd: int | None = None) -> bool:
+        """Block until a change committed, ``wake_fd`` is readable, or ``timeout`` passed.
+        True if notified."""
         try:
             raw = self._wrapper.connection if self._wrapper else self._connect()
             if raw.notifies:
                 raw.notifies.clear()
                 return True
-            ready, _, _ = select.select([raw], [], [], timeout)
-            if ready:
+            fds = [raw] if wake_fd is None else [raw, wake_fd]
+            ready, _, _ = select.select(fds, [], [], timeout)
+            if raw in ready:
                 raw.poll()
                 notified = bool(raw.notifies)
                 raw.notifies.clear()
@@ -175,13 +178,21 @@ class Relay:
         self.sweep_seconds = sweep_seconds or settings.RELAY_SWEEP_SECONDS
         self.max_backoff = max_backoff or settings.RELAY_MAX_BACKOFF_SECONDS
         self.stop_event = threading.Event()
+        self.ready = threading.Event()  # set once listening and the first drain is done
+        self._wake_r, self._wake_w = os.pipe()  # stop() wakes a waiting loop at once
+        os.set_blocking(self._wake_w, False)
         self.stats = RelayStats()
         self._backoff = 0.0
         self._exchange_ready = False
         self._last_purge = 0.0
 
     def stop(self, *_args) -> None:
+        """Ask the loop to finish (safe to call from a signal handler or another thread)."""
         self.stop_event.set()
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
 
     def run_once(self) -> int:
         """Publish everything pending now. Raises on the first failure."""
@@ -198,6 +209,8 @@ class Relay:
 
     def run_forever(self) -> None:
         listener = OutboxListener()
+        # LISTEN before the first drain: a change committed in between still wakes us.
+        listener.wait(0, wake_fd=self._wake_r)
         logger.info("relay started (sweep every %.1fs, up to %d events per message)",
                     self.sweep_seconds, settings.RELAY_MAX_EVENTS_PER_MESSAGE)
         try:
@@ -210,13 +223,15 @@ class Relay:
                     if self._backoff:
                         logger.info("broker reachable again; relay resumed")
                     self._backoff = 0.0
+                    self.ready.set()
                     self._maybe_purge()
                 except Exception as exc:  # noqa: BLE001
                     self._on_failure(exc)
                     continue
-                listener.wait(self.sweep_seconds)
+                listener.wait(self.sweep_seconds, wake_fd=self._wake_r)
         finally:
             listener.close()
+            connections.close_all()
             logger.info("relay stopped (%d events published)", self.stats.published_events)
 
     def _on_failure(self, exc: BaseException) -> None:

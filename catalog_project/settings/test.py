@@ -9,3 +9,4 @@ from .base import *  # noqa: E402,F403
 DEBUG = False
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
+MIDDLEWARE = [m for m in MIDDLEWARE if "whitenoise" not in m]  # noqa: F405

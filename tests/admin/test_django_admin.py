@@ -1,0 +1,53 @@
+"""The Django admin site writes through the same services: same events as the API."""
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from admin_project.products.models import OutboxEvent, Product
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client_(client):
+    su = get_user_model().objects.create_superuser("root", "root@example.invalid", "pw-12345678")
+    client.force_login(su)
+    return client
+
+
+def test_add_change_delete_through_the_admin_site_record_events(admin_client_):
+    form = {"title": "Lamp", "price": "20.00", "image": "", "description": "warm"}
+    resp = admin_client_.post("/admin/products/product/add/", form)
+    assert resp.status_code == 302, resp.content[:500]
+    product = Product.objects.get()
+    assert product.version == 1
+
+    resp = admin_client_.post(f"/admin/products/product/{product.pk}/change/",
+                              {**form, "title": "Desk lamp"})
+    assert resp.status_code == 302
+    product.refresh_from_db()
+    assert (product.title, product.version) == ("Desk lamp", 2)
+
+    resp = admin_client_.post(f"/admin/products/product/{product.pk}/delete/", {"post": "yes"})
+    assert resp.status_code == 302
+    assert not Product.objects.exists()
+    assert list(OutboxEvent.objects.values_list("type", "version")) == [
+        ("product.created", 1), ("product.updated", 2), ("product.deleted", 3)]
+
+
+def test_bulk_delete_action_records_one_event_per_product(admin_client_):
+    from admin_project.products import services
+
+    ids = [services.product_create(title=f"p{i}", price="1.00").pk for i in range(3)]
+    resp = admin_client_.post("/admin/products/product/", {
+        "action": "delete_selected", "_selected_action": ids, "post": "yes"})
+    assert resp.status_code == 302
+    assert not Product.objects.exists()
+    assert OutboxEvent.objects.filter(type="product.deleted").count() == 3
+
+
+def test_admin_rejects_invalid_price(admin_client_):
+    resp = admin_client_.post("/admin/products/product/add/",
+                              {"title": "x", "price": "-5", "image": "", "description": ""})
+    assert resp.status_code == 200  # form redisplayed with errors
+    assert not Product.objects.exists() and not OutboxEvent.objects.exists()

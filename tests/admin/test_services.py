@@ -1,0 +1,65 @@
+"""Product services: atomic change + event, versions, locking."""
+
+import threading
+from decimal import Decimal
+
+import pytest
+from django.db import connection, transaction
+
+from admin_project.products import services
+from admin_project.products.models import OutboxEvent, Product
+
+
+@pytest.mark.django_db
+def test_event_is_rolled_back_with_the_change():
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.product_create(title="x", price=Decimal("1.00"))
+        raise RuntimeError("boom")
+    assert not Product.objects.exists() and not OutboxEvent.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_record_outside_a_transaction_is_refused():
+    product = services.product_create(title="x", price=Decimal("1.00"))
+    assert not connection.in_atomic_block
+    with pytest.raises(RuntimeError, match="inside the change's transaction"):
+        services.outbox_event_record(product=product, event_type="product.updated")
+    assert OutboxEvent.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_update_refuses_unknown_fields():
+    product = services.product_create(title="x", price=Decimal("1.00"))
+    with pytest.raises(ValueError):
+        services.product_update(product_id=product.pk, data={"version": 5})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_updates_get_distinct_increasing_versions():
+    product = services.product_create(title="x", price=Decimal("1.00"))
+    n = 8
+    barrier = threading.Barrier(n)
+    errors = []
+
+    def worker(i):
+        try:
+            barrier.wait()
+            services.product_update(product_id=product.pk, data={"title": f"t{i}"})
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    versions = sorted(OutboxEvent.objects.filter(type="product.updated")
+                      .values_list("version", flat=True))
+    assert versions == list(range(2, n + 2))
+    product.refresh_from_db()
+    assert product.version == n + 1
+    last = OutboxEvent.objects.get(version=n + 1)
+    assert last.payload["data"]["title"] == product.title

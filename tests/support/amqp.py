@@ -1,0 +1,47 @@
+"""Direct AMQP helpers for tests: declare spy queues, count and fetch messages exactly."""
+
+from __future__ import annotations
+
+import os
+
+from kombu import Connection, Exchange, Queue
+
+
+def broker_connection() -> Connection:
+    return Connection(os.environ["CELERY_BROKER_URL"], connect_timeout=5)
+
+
+def queue_depth(name: str) -> int:
+    """Exact depth (passive declare), unlike `rabbitmqctl list_queues` for quorum queues."""
+    with broker_connection() as conn:
+        _, count, _ = conn.default_channel.queue_declare(queue=name, passive=True)
+        return count
+
+
+def spy_queue(name: str, exchange: str, routing_key: str, exchange_type: str = "topic") -> Queue:
+    """A plain durable queue bound to ``exchange`` that records what gets published there."""
+    q = Queue(name, Exchange(exchange, exchange_type, durable=True), routing_key=routing_key,
+              durable=True)
+    with broker_connection() as conn:
+        q(conn.default_channel).declare()
+    return q
+
+
+def drain(name: str, limit: int = 10_000) -> list:
+    """Fetch (and ack) every message currently in queue ``name``."""
+    out = []
+    with broker_connection() as conn:
+        q = Queue(name, no_declare=True)(conn.default_channel)
+        while len(out) < limit:
+            msg = q.get(no_ack=False, accept=["json", "application/json", "pickle",
+                                              "application/x-python-serialize"])
+            if msg is None:
+                break
+            out.append(msg)
+            msg.ack()
+    return out
+
+
+def queue_delete(name: str) -> None:
+    with broker_connection() as conn:
+        conn.default_channel.queue_delete(queue=name)
