@@ -7,7 +7,7 @@ import random
 
 from celery.exceptions import Reject
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connections
+from django.db import InterfaceError, OperationalError, connections
 
 from product_events import contract
 from workers import parking, topology
@@ -66,9 +66,9 @@ def apply_product_events(self, events=None, **unexpected):
         raise self.retry(kwargs=contract.task_kwargs(good), exc=exc, countdown=countdown,
                          queue=topology.catalog_queue,
                          kwargsrepr=contract.task_summary(good)) from exc
-    except DatabaseError as exc:
-        # A permanent database error (e.g. a value the column rejects). Find the culprits one by
-        # one so that the good events of this batch still land.
+    except Exception as exc:  # noqa: BLE001
+        # A permanent error (a value the database or its driver rejects, ...). Find the culprits
+        # one by one so that the good events of this batch still land.
         return _apply_one_by_one(self, valid, invalid, first_error=exc)
 
     if invalid:
@@ -85,9 +85,10 @@ def _apply_one_by_one(task, valid, invalid, first_error):
         try:
             result = product_events_apply(events=[event])
         except TRANSIENT_ERRORS:
-            raise  # give up this pass; the message is redelivered/retried as a whole
-        except DatabaseError as exc:
-            invalid.append((event.as_dict(), f"rejected by the database: {exc}".strip()))
+            raise  # give up this pass: the task fails, the message is dead-lettered whole
+        except Exception as exc:  # noqa: BLE001
+            reason = f"cannot be stored: {type(exc).__name__}: {exc}".strip()
+            invalid.append((event.as_dict(), reason))
             continue
         applied += result.applied
         stale += result.stale

@@ -1,0 +1,125 @@
+"""The catalog worker as a real process against the real RabbitMQ (session vhost)."""
+
+import json
+import pickle
+import uuid
+
+import pytest
+from django.db import connection
+from kombu import Exchange
+
+from catalog_project.catalog.models import Product
+from product_events import contract
+from tests.support import amqp, pg
+from tests.support.waiting import wait_until
+
+from .events import event
+
+pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
+
+PRODUCTS = Exchange(contract.EXCHANGE, "topic", durable=True)
+
+
+def publish_raw(body: bytes, *, routing_key="product.created", exchange=PRODUCTS,
+                task=contract.TASK_APPLY_PRODUCT_EVENTS, content_type="application/json",
+                headers=None):
+    """Publish exactly what docs/events.md tells a non-Python producer to send."""
+    task_id = str(uuid.uuid4())
+    hdrs = {"lang": "py", "task": task, "id": task_id, "root_id": task_id, "parent_id": None,
+            "group": None, "retries": 0, "eta": None, "expires": None}
+    hdrs.update(headers or {})
+    with amqp.broker_connection() as conn:
+        producer = conn.Producer()
+        producer.publish(body, exchange=exchange, routing_key=routing_key, headers=hdrs,
+                         content_type=content_type, content_encoding="utf-8",
+                         delivery_mode=2, mandatory=True, retry=False)
+    return task_id
+
+
+def task_body(events) -> bytes:
+    return json.dumps([[], {"events": events},
+                       {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+                      ).encode()
+
+
+def row(pid):
+    return Product.objects.filter(pk=pid).first()
+
+
+def dlq_messages(expected: int):
+    got = []
+    wait_until(lambda: got.extend(amqp.drain("catalog.products.dlq")) or len(got) >= expected,
+               timeout=20, message=lambda: f"{expected} parked messages (have {len(got)})")
+    return got
+
+
+def test_a_raw_documented_message_is_applied(worker, dlq_empty):
+    publish_raw(task_body([event(1, 1), event(2, 1)]))
+    wait_until(lambda: row(1) and row(2), timeout=20,
+               message=lambda: f"rows; worker log:\n{worker.tail()}")
+    assert row(1).version == 1
+
+
+def test_bad_events_are_parked_and_the_good_ones_of_the_batch_applied(worker, dlq_empty):
+    bad_missing = event(11, 1)
+    del bad_missing["data"]["title"]
+    bad_type = event(12, 1)
+    bad_type["type"] = "product.exploded"
+    publish_raw(task_body([event(10, 1), bad_missing, bad_type, "not an object", event(13, 1)]))
+    wait_until(lambda: row(10) and row(13), timeout=20, message="good events applied")
+    parked = dlq_messages(3)
+    reasons = sorted(m.headers["x-park-reason"] for m in parked)
+    assert any("title" in r for r in reasons), reasons
+    assert any("product.exploded" in r for r in reasons), reasons
+    assert any("not an object" in r or "is not of type 'object'" in r for r in reasons), reasons
+    for m in parked:  # a parked message is a replayable task message with one event
+        assert m.headers["task"] == contract.TASK_APPLY_PRODUCT_EVENTS
+        assert len(json.loads(m.body)[1]["events"]) == 1
+    assert row(11) is None and row(12) is None
+
+
+def test_a_value_that_cannot_be_stored_is_parked_alone(worker, dlq_empty):
+    """Valid by the schema, refused when written (a lone UTF-16 surrogate cannot be encoded)."""
+    publish_raw(task_body([event(20, 1), event(21, 1, title="lone \ud800"), event(22, 1)]))
+    wait_until(lambda: row(20) and row(22), timeout=20, message="good events applied")
+    (parked,) = dlq_messages(1)
+    assert "cannot be stored" in parked.headers["x-park-reason"]
+    assert row(21) is None
+
+
+@pytest.mark.parametrize("case", ["unknown task", "pickle body", "bad kwargs"])
+def test_undeliverable_messages_go_to_the_dead_letter_queue(worker, dlq_empty, case):
+    if case == "unknown task":
+        publish_raw(task_body([event(30, 1)]), task="catalog.no_such_task")
+    elif case == "pickle body":
+        publish_raw(pickle.dumps([[], {"events": []}, {}]),
+                    content_type="application/x-python-serialize")
+    else:
+        publish_raw(json.dumps([[], {"events": "nope"}, {}]).encode())
+    (parked,) = dlq_messages(1)
+    assert parked.headers.get("x-death") or parked.headers.get("x-park-reason")
+    assert row(30) is None
+
+
+def test_transient_database_outage_is_retried_until_applied(worker, dlq_empty):
+    spy = f"spy-{uuid.uuid4().hex[:8]}"
+    amqp.spy_queue(spy, contract.EXCHANGE, "#")
+    db = connection.settings_dict["NAME"]
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        (my_pid,) = cur.fetchone()
+    pg.connections_block(db)
+    try:
+        pg.connections_terminate(db, keep_pid=my_pid)
+        publish_raw(task_body([event(40, 1)]))
+        wait_until(lambda: worker.log().count("Retry in") >= 2, timeout=30,
+                   message=lambda: f"retries; worker log:\n{worker.tail()}")
+        assert row(40) is None
+    finally:
+        pg.connections_allow(db)
+    wait_until(lambda: row(40), timeout=30, message=lambda: f"row 40:\n{worker.tail()}")
+    # retries travel through the catalog's private exchange: other subscribers of the
+    # products exchange saw the event exactly once
+    assert len(amqp.drain(spy)) == 1
+    amqp.queue_delete(spy)
+    assert amqp.queue_depth("catalog.products.dlq") == 0

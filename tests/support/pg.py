@@ -1,0 +1,48 @@
+"""PostgreSQL maintenance from tests (through the `postgres` database)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from urllib.parse import urlsplit
+
+import psycopg2
+from psycopg2 import sql
+
+SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+def _connect():
+    conn = psycopg2.connect(SERVER_URL)
+    conn.autocommit = True
+    return conn
+
+
+def execute(query, params=None) -> None:
+    with contextlib.closing(_connect()) as conn, conn.cursor() as cur:
+        cur.execute(query, params)
+
+
+def database_create(name: str) -> str:
+    database_drop(name)
+    execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    parts = urlsplit(SERVER_URL)
+    return f"{parts.scheme}://{parts.netloc}/{name}"
+
+
+def database_drop(name: str) -> None:
+    execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def connections_block(db: str) -> None:
+    """Refuse new connections to ``db`` and cut the existing ones (except ``keep_pid``)."""
+    execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(db)))
+
+
+def connections_terminate(db: str, keep_pid: int | None = None) -> None:
+    execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> COALESCE(%s, 0)", [db, keep_pid])
+
+
+def connections_allow(db: str) -> None:
+    execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(db)))
