@@ -47,13 +47,55 @@ class RelayStats:
     failures: int = 0
 
 
-def outbox_publish_pending(*, app=celery_app, claim_size: int | None = None,
+class Publisher:
+    """One broker connection (publisher confirms on), reused across publishes and dropped on the
+    first error so the next attempt starts clean. Declares the products exchange on connect."""
+
+    def __init__(self, app=celery_app) -> None:
+        self.app = app
+        self._conn = None
+        self._producer = None
+
+    def producer(self):
+        if self._producer is None:
+            conn = self.app.connection_for_write()
+            try:
+                conn.ensure_connection(max_retries=1)
+                PRODUCTS_EXCHANGE.declare(channel=conn.default_channel)
+                self._producer = conn.Producer(channel=conn.default_channel)
+            except Exception:
+                conn.release()
+                raise
+            self._conn = conn
+        return self._producer
+
+    def reset(self) -> None:
+        conn, self._conn, self._producer = self._conn, None, None
+        if conn is not None:
+            try:
+                conn.release()
+            except Exception:  # noqa: BLE001 - it is already broken
+                pass
+
+    close = reset
+
+
+def outbox_publish_pending(*, publisher: Publisher | None = None, app=celery_app,
+                           claim_size: int | None = None,
                            max_events_per_message: int | None = None,
                            stats: RelayStats | None = None) -> int:
     """Claim up to ``claim_size`` pending rows, publish them, mark the confirmed ones sent.
 
     Returns the number of events published. Raises if a publish failed (after marking what
-    was confirmed before the failure)."""
+    was confirmed before the failure); the publisher is then reset."""
+    if publisher is None:
+        publisher = Publisher(app)
+        try:
+            return outbox_publish_pending(publisher=publisher, claim_size=claim_size,
+                                          max_events_per_message=max_events_per_message,
+                                          stats=stats)
+        finally:
+            publisher.close()
     claim_size = claim_size or settings.RELAY_CLAIM_SIZE
     per_message = max_events_per_message or settings.RELAY_MAX_EVENTS_PER_MESSAGE
     error: BaseException | None = None
@@ -68,18 +110,19 @@ def outbox_publish_pending(*, app=celery_app, claim_size: int | None = None,
         if not rows:
             return 0
         try:
-            with app.producer_or_acquire() as producer:
-                for event_type, group in groupby(sorted(rows, key=lambda r: (r[1], r[0])),
-                                                 key=lambda r: r[1]):
-                    group = list(group)
-                    for start in range(0, len(group), per_message):
-                        chunk = group[start:start + per_message]
-                        _publish(app, producer, event_type, [r[2] for r in chunk])
-                        sent_ids.extend(r[0] for r in chunk)
-                        if stats:
-                            stats.published_messages += 1
+            producer = publisher.producer()
+            for event_type, group in groupby(sorted(rows, key=lambda r: (r[1], r[0])),
+                                             key=lambda r: r[1]):
+                group = list(group)
+                for start in range(0, len(group), per_message):
+                    chunk = group[start:start + per_message]
+                    _publish(publisher.app, producer, event_type, [r[2] for r in chunk])
+                    sent_ids.extend(r[0] for r in chunk)
+                    if stats:
+                        stats.published_messages += 1
         except Exception as exc:  # noqa: BLE001 - any failure leaves the rest pending
             error = exc
+            publisher.reset()
         if sent_ids:
             OutboxEvent.objects.filter(id__in=sent_ids).update(sent_at=timezone.now())
     if stats:
@@ -119,9 +162,11 @@ def outbox_purge_sent(*, older_than: timedelta) -> int:
 
 
 def exchange_declare(*, app=celery_app) -> None:
-    with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1)
-        PRODUCTS_EXCHANGE.declare(channel=conn.default_channel)
+    publisher = Publisher(app)
+    try:
+        publisher.producer()
+    finally:
+        publisher.close()
 
 
 class OutboxListener:
@@ -175,6 +220,7 @@ class Relay:
     def __init__(self, *, app=celery_app, sweep_seconds: float | None = None,
                  max_backoff: float | None = None) -> None:
         self.app = app
+        self.publisher = Publisher(app)
         self.sweep_seconds = sweep_seconds or settings.RELAY_SWEEP_SECONDS
         self.max_backoff = max_backoff or settings.RELAY_MAX_BACKOFF_SECONDS
         self.stop_event = threading.Event()
@@ -183,7 +229,6 @@ class Relay:
         os.set_blocking(self._wake_w, False)
         self.stats = RelayStats()
         self._backoff = 0.0
-        self._exchange_ready = False
         self._last_purge = 0.0
 
     def stop(self, *_args) -> None:
@@ -196,12 +241,9 @@ class Relay:
 
     def run_once(self) -> int:
         """Publish everything pending now. Raises on the first failure."""
-        if not self._exchange_ready:
-            exchange_declare(app=self.app)
-            self._exchange_ready = True
         total = 0
         while not self.stop_event.is_set():
-            n = outbox_publish_pending(app=self.app, stats=self.stats)
+            n = outbox_publish_pending(publisher=self.publisher, stats=self.stats)
             total += n
             if n == 0:
                 break
@@ -231,20 +273,17 @@ class Relay:
                 listener.wait(self.sweep_seconds, wake_fd=self._wake_r)
         finally:
             listener.close()
+            self.publisher.close()
             connections.close_all()
             logger.info("relay stopped (%d events published)", self.stats.published_events)
 
     def _on_failure(self, exc: BaseException) -> None:
         self.stats.failures += 1
-        self._exchange_ready = False
+        self.publisher.reset()
         self._backoff = min(self.max_backoff, max(0.5, self._backoff * 2))
         delay = self._backoff * random.uniform(0.5, 1.0)
         logger.warning("publish failed (%s: %s); events stay pending, retrying in %.1fs",
                        type(exc).__name__, exc, delay)
-        try:
-            self.app.pool.force_close_all()
-        except Exception:  # noqa: BLE001
-            pass
         for conn in connections.all():
             conn.close_if_unusable_or_obsolete()
         self.stop_event.wait(delay)

@@ -118,7 +118,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "read_timeout": env.float("ADMIN_RELAY_IO_TIMEOUT", default=10.0),
     "write_timeout": env.float("ADMIN_RELAY_IO_TIMEOUT", default=10.0),
 }
-CELERY_BROKER_HEARTBEAT = 60
+# The relay only publishes and never drains events, so py-amqp could not answer AMQP heartbeats:
+# none on this connection. A dead socket is caught by the I/O and confirm timeouts instead.
+CELERY_BROKER_HEARTBEAT = 0
 
 # --- Outbox relay ---
 RELAY_MAX_EVENTS_PER_MESSAGE = env.int("ADMIN_RELAY_MAX_EVENTS_PER_MESSAGE", default=100)

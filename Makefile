@@ -1,0 +1,45 @@
+# Two commands: `make run` (the whole system, locally) and `make test` (every test).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-admin test-catalog test-e2e lint setup clean-venv
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+.env:
+	cp .env.example .env
+	@echo "created .env from .env.example (edit it to change ports, URLs and secrets)"
+
+## run: admin web :8000, catalog web :8001, relay, catalog worker, Flower :5555 (Ctrl-C stops all)
+run: $(STAMP) .env
+	$(BIN)/python scripts/bootstrap.py
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f Procfile
+
+## test: lint, then one pytest session per Django project, then the end-to-end session
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(MAKE) --no-print-directory test-admin test-catalog test-e2e
+
+test-admin: $(STAMP)
+	$(BIN)/pytest tests/admin --ds=admin_project.settings.test
+
+test-catalog: $(STAMP)
+	$(BIN)/pytest tests/catalog --ds=catalog_project.settings.test
+
+test-e2e: $(STAMP)
+	$(BIN)/pytest tests/e2e -p no:django
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,85 @@
+"""Prepare a local machine for `make run`: check services, create databases, migrate,
+collect static files, create the superuser. Idempotent; safe to run every time.
+
+Reads the same environment as the apps (.env at the repository root, then the process env)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+import psycopg2
+from kombu import Connection
+from psycopg2 import sql
+
+REPO = Path(__file__).resolve().parents[1]
+env = environ.Env()
+if (REPO / ".env").is_file():
+    env.read_env(str(REPO / ".env"), overwrite=False)
+
+HOW_TO_START = {
+    "PostgreSQL": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+    "RabbitMQ": "rabbitmq-server -detached && rabbitmqctl await_startup",
+}
+
+
+def fail(service: str, where: str, exc: Exception) -> None:
+    print(f"\n{service} is not reachable at {where}: {exc}".rstrip(), file=sys.stderr)
+    print(f"Start it with:\n    {HOW_TO_START[service]}\n"
+          f"(or point the URL in .env elsewhere), then run `make run` again.", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_broker(url: str) -> None:
+    where = urlsplit(url)._replace(netloc=urlsplit(url).hostname + f":{urlsplit(url).port or 5672}")
+    try:
+        with Connection(url, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:  # noqa: BLE001
+        fail("RabbitMQ", where.geturl(), exc)
+    print(f"RabbitMQ   ok  ({where.geturl()})")
+
+
+def database_ensure(url: str) -> None:
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    server = parts._replace(path="/postgres").geturl()
+    try:
+        conn = psycopg2.connect(server, connect_timeout=3)
+    except psycopg2.OperationalError as exc:
+        fail("PostgreSQL", f"{parts.hostname}:{parts.port or 5432}", exc)
+    conn.autocommit = True
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        if cur.fetchone():
+            print(f"PostgreSQL ok  (database {name} exists)")
+        else:
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            print(f"PostgreSQL ok  (created database {name})")
+    conn.close()
+
+
+def manage(project: str, *args: str) -> None:
+    subprocess.run([sys.executable, str(REPO / project / "manage.py"), *args], check=True,
+                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def main() -> None:
+    check_broker(env("CELERY_BROKER_URL", default="amqp://guest:guest@127.0.0.1:5672//"))
+    database_ensure(env("ADMIN_DATABASE_URL",
+                        default="postgres://postgres@127.0.0.1:5432/products_admin"))
+    database_ensure(env("CATALOG_DATABASE_URL",
+                        default="postgres://postgres@127.0.0.1:5432/products_catalog"))
+    for project in ("admin_project", "catalog_project"):
+        manage(project, "migrate", "--no-input", "-v", "0")
+        manage(project, "collectstatic", "--no-input", "-v", "0")
+        print(f"{project}: migrated, static files collected")
+    manage("admin_project", "ensure_superuser")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""The whole system as `make run` starts it (bootstrap + Procfile under honcho), on fresh
+databases, free ports and this session's RabbitMQ vhost."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+
+import pytest
+import requests
+
+from tests.support import pg, processes
+from tests.support.waiting import wait_until
+
+REPO = processes.REPO
+
+
+def env_example() -> dict[str, str]:
+    values = {}
+    for line in (REPO / ".env.example").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key] = value
+    return values
+
+
+@dataclass
+class Stack:
+    admin: str
+    catalog: str
+    flower: str
+    flower_auth: tuple[str, str]
+    username: str
+    password: str
+    proc: processes.Proc
+    env: dict[str, str]
+
+    def admin_session(self) -> requests.Session:
+        s = requests.Session()
+        r = s.post(f"{self.admin}/api/auth/token/",
+                   json={"username": self.username, "password": self.password}, timeout=10)
+        r.raise_for_status()
+        s.headers["Authorization"] = f"Token {r.json()['token']}"
+        return s
+
+
+def _up(url: str, ok=(200,)) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code in ok
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture(scope="session")
+def stack():
+    suffix = uuid.uuid4().hex[:8]
+    admin_db, catalog_db = f"e2e_admin_{suffix}", f"e2e_catalog_{suffix}"
+    ports = {k: processes.free_port() for k in ("ADMIN_PORT", "CATALOG_PORT", "FLOWER_PORT")}
+    values = env_example() | {k: str(v) for k, v in ports.items()} | {
+        "ADMIN_DATABASE_URL": pg.database_create(admin_db),
+        "CATALOG_DATABASE_URL": pg.database_create(catalog_db),
+        "CELERY_BROKER_URL": os.environ["CELERY_BROKER_URL"],
+        "ADMIN_RELAY_MAX_BACKOFF_SECONDS": "3",
+        "ADMIN_WEB_WORKERS": "2", "CATALOG_WEB_WORKERS": "1",
+        "DJANGO_SUPERUSER_PASSWORD": "e2e-" + uuid.uuid4().hex,
+    }
+    processes.ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    env_file = processes.ARTIFACTS / "e2e.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    env = processes.base_env(**values)
+    env["PATH"] = f"{processes.VENV_BIN}{os.pathsep}{env['PATH']}"
+
+    proc = None
+    try:
+        boot = subprocess.run([sys.executable, "scripts/bootstrap.py"], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert boot.returncode == 0, boot.stdout + boot.stderr
+        proc = processes.Proc("e2e-honcho", [str(processes.VENV_BIN / "honcho"), "start",
+                                             "-f", "Procfile", "-e", str(env_file),
+                                             "--no-colour"], env)
+        stack = Stack(
+            admin=f"http://127.0.0.1:{ports['ADMIN_PORT']}",
+            catalog=f"http://127.0.0.1:{ports['CATALOG_PORT']}",
+            flower=f"http://127.0.0.1:{ports['FLOWER_PORT']}",
+            flower_auth=tuple(values["FLOWER_BASIC_AUTH"].split(":", 1)),
+            username=values["DJANGO_SUPERUSER_USERNAME"],
+            password=values["DJANGO_SUPERUSER_PASSWORD"], proc=proc, env=env,
+        )
+        wait_until(lambda: not proc.alive() or (
+            _up(f"{stack.admin}/admin/login/") and _up(f"{stack.catalog}/api/products/")
+            and _up(f"{stack.flower}/", ok=(401,))
+            and " ready." in proc.log() and "relay started" in proc.log()),
+            timeout=90, message=lambda: f"the stack to start:\n{proc.tail(60)}")
+        assert proc.alive(), proc.tail(60)
+        yield stack
+    finally:
+        if proc is not None:
+            proc.stop(timeout=30)
+        pg.database_drop(admin_db)
+        pg.database_drop(catalog_db)

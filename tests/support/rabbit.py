@@ -1,0 +1,22 @@
+"""Break and restore the real RabbitMQ (always restored, even when the test fails)."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+
+
+def _ctl(*args: str, timeout: float = 120) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True,
+                   timeout=timeout)
+
+
+@contextlib.contextmanager
+def broker_stopped():
+    """`rabbitmqctl stop_app` for the duration of the block; `start_app` afterwards."""
+    _ctl("stop_app")
+    try:
+        yield
+    finally:
+        _ctl("start_app")
+        _ctl("await_startup")
