@@ -78,6 +78,8 @@ REST_FRAMEWORK = {
 }
 
 # --- Celery (the catalog worker in workers/catalog.py) ---
+# Celery reads the CELERY_BROKER_URL environment variable even over this setting, so per-process
+# broker users are given by setting that variable per process (Procfile, compose.yaml).
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="amqp://guest:guest@127.0.0.1:5672//")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

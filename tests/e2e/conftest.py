@@ -68,6 +68,17 @@ def stack():
         "ADMIN_WEB_WORKERS": "2", "CATALOG_WEB_WORKERS": "1",
         "DJANGO_SUPERUSER_PASSWORD": "e2e-" + uuid.uuid4().hex,
     }
+    # Every process gets its own least-privilege broker user, as in compose.yaml: the e2e run
+    # proves these permissions are enough (and the relay's are not more than publishing).
+    vhost = os.environ["TEST_SESSION_VHOST"]
+    for role in ("ADMIN", "CATALOG", "FLOWER"):
+        user, secret = f"e2e-{role.lower()}-{suffix}", uuid.uuid4().hex
+        values[f"{role}_BROKER_USER"], values[f"{role}_BROKER_PASSWORD"] = user, secret
+        values[f"{role}_BROKER_URL"] = f"amqp://{user}:{secret}@127.0.0.1:5672/{vhost}"
+    users = subprocess.run([sys.executable, "scripts/broker_users.py", "--rabbitmqctl",
+                            "--vhost", vhost], cwd=REPO, env=processes.base_env(**values),
+                           capture_output=True, text=True, timeout=120)
+    assert users.returncode == 0, users.stdout + users.stderr
     processes.ARTIFACTS.mkdir(parents=True, exist_ok=True)
     env_file = processes.ARTIFACTS / "e2e.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
@@ -100,5 +111,9 @@ def stack():
     finally:
         if proc is not None:
             proc.stop(timeout=30)
+        for role in ("ADMIN", "CATALOG", "FLOWER"):
+            if f"{role}_BROKER_USER" in values:
+                subprocess.run(["rabbitmqctl", "-q", "delete_user", values[f"{role}_BROKER_USER"]],
+                               capture_output=True, timeout=60)
         pg.database_drop(admin_db)
         pg.database_drop(catalog_db)

@@ -100,3 +100,19 @@ def test_writes_succeed_while_rabbitmq_is_down_and_events_follow(stack):
     wait_until(converged(stack, admin), timeout=90, interval=0.5,
                message=lambda: f"catalog == admin after the broker came back\n"
                                f"{stack.proc.tail(40)}")
+
+
+def test_each_process_uses_its_own_least_privilege_broker_user(stack):
+    """Relay, worker and Flower connect as their own users (never guest), as in compose.yaml."""
+    admin = stack.admin_session()
+    admin.post(f"{stack.admin}/api/products/", json={"title": "x", "price": "1.00"}, timeout=10)
+    expected = {stack.env["ADMIN_BROKER_USER"], stack.env["CATALOG_BROKER_USER"],
+                stack.env["FLOWER_BROKER_USER"]}
+    vhost = stack.env["TEST_SESSION_VHOST"]
+
+    def users():
+        return rabbit.connection_users(vhost)
+
+    wait_until(lambda: expected <= users(), timeout=20, interval=0.2,
+               message=lambda: f"connections by {expected}, have {users()}")
+    assert "guest" not in users()

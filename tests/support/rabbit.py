@@ -20,3 +20,14 @@ def broker_stopped():
     finally:
         _ctl("start_app")
         _ctl("await_startup")
+
+
+def connection_users(vhost: str) -> set[str]:
+    out = subprocess.run(["rabbitmqctl", "-q", "list_connections", "user", "vhost"],
+                         check=True, capture_output=True, text=True, timeout=60).stdout
+    users = set()
+    for line in out.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 2 and parts[1] == vhost:
+            users.add(parts[0])
+    return users

@@ -1,0 +1,106 @@
+"""Least-privilege RabbitMQ users, defined once, applied either through the management HTTP API
+(compose: `python scripts/broker_users.py --http http://rabbitmq:15672`) or through rabbitmqctl
+on this machine (`--rabbitmqctl`, used by the tests that prove these permissions suffice).
+
+Users and passwords come from the environment:
+  ADMIN_BROKER_USER / ADMIN_BROKER_PASSWORD      relay: declare + publish to `products` only
+  CATALOG_BROKER_USER / CATALOG_BROKER_PASSWORD  catalog worker: its own queues and exchanges
+  FLOWER_BROKER_USER / FLOWER_BROKER_PASSWORD    Flower: events and remote-control only
+The management user (RABBITMQ_ADMIN_USER / RABBITMQ_ADMIN_PASSWORD) is used only to create them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+# (configure, write, read) regexes per role. Celery's own entities: `celeryev` (events exchange)
+# and `celeryev.*` queues, `celery.pidbox` / `reply.celery.pidbox` (remote control),
+# `*.celery.pidbox` queues, `celery_delayed_*` (native delayed delivery on quorum queues).
+_CELERY_CONTROL = r"celeryev.*|celery\.pidbox|reply\.celery\.pidbox|.*\.celery\.pidbox|amq\.gen-.*"
+PERMISSIONS = {
+    "ADMIN": (r"^products$", r"^products$", r"^$"),
+    "CATALOG": (
+        rf"^(products|catalog|catalog\..*|celery_delayed.*|{_CELERY_CONTROL})$",
+        rf"^(catalog|catalog\..*|celery_delayed.*|{_CELERY_CONTROL})$",
+        rf"^(products|catalog|catalog\..*|celery_delayed.*|{_CELERY_CONTROL})$",
+    ),
+    "FLOWER": (rf"^({_CELERY_CONTROL})$", rf"^({_CELERY_CONTROL})$",
+               rf"^({_CELERY_CONTROL}|catalog\.products.*)$"),
+}
+
+
+def users_from_env() -> list[tuple[str, str, tuple[str, str, str]]]:
+    out = []
+    for role, perms in PERMISSIONS.items():
+        user = os.environ.get(f"{role}_BROKER_USER")
+        password = os.environ.get(f"{role}_BROKER_PASSWORD")
+        if not user or not password:
+            sys.exit(f"set {role}_BROKER_USER and {role}_BROKER_PASSWORD")
+        out.append((user, password, perms))
+    return out
+
+
+def apply_http(base: str, vhost: str) -> None:
+    admin = os.environ.get("RABBITMQ_ADMIN_USER", "admin")
+    secret = os.environ["RABBITMQ_ADMIN_PASSWORD"]
+    auth = base64.b64encode(f"{admin}:{secret}".encode()).decode()
+    v = urllib.parse.quote(vhost, safe="")
+
+    def put(path: str, body: dict) -> None:
+        req = urllib.request.Request(f"{base}/api/{path}", method="PUT",
+                                     data=json.dumps(body).encode(),
+                                     headers={"Authorization": f"Basic {auth}",
+                                              "Content-Type": "application/json"})
+        for attempt in range(30):  # the management plugin starts a little after the node
+            try:
+                urllib.request.urlopen(req, timeout=10).close()
+                return
+            except (urllib.error.URLError, ConnectionError) as exc:
+                if isinstance(exc, urllib.error.HTTPError) and exc.code < 500:
+                    raise
+                time.sleep(min(2, 0.2 * (attempt + 1)))
+        raise SystemExit(f"management API at {base} did not answer")
+
+    put(f"vhosts/{v}", {})
+    for user, password, (conf, write, read) in users_from_env():
+        put(f"users/{urllib.parse.quote(user)}", {"password": password, "tags": ""})
+        put(f"permissions/{v}/{urllib.parse.quote(user)}",
+            {"configure": conf, "write": write, "read": read})
+        print(f"broker user {user!r}: configure={conf} write={write} read={read}")
+
+
+def apply_rabbitmqctl(vhost: str) -> None:
+    def ctl(*args: str, check: bool = True) -> None:
+        subprocess.run(["rabbitmqctl", "-q", *args], check=check, capture_output=True, timeout=60)
+
+    for user, password, (conf, write, read) in users_from_env():
+        ctl("delete_user", user, check=False)
+        ctl("add_user", user, password)
+        ctl("set_permissions", "-p", vhost, user, conf, write, read)
+        print(f"broker user {user!r} on vhost {vhost!r}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--http", metavar="URL", help="management API base URL")
+    group.add_argument("--rabbitmqctl", action="store_true", help="use rabbitmqctl locally")
+    parser.add_argument("--vhost", default=os.environ.get("RABBITMQ_VHOST", "/"))
+    args = parser.parse_args()
+    if args.http:
+        apply_http(args.http.rstrip("/"), args.vhost)
+    else:
+        apply_rabbitmqctl(args.vhost)
+
+
+if __name__ == "__main__":
+    main()
