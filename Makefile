@@ -7,6 +7,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test test-admin test-catalog test-e2e lint setup clean-venv
 
+# Run pytest; exit code 5 (no test collected) is an error here, and says so.
+define pytest
+	@echo "+ pytest $(1)"; $(BIN)/pytest $(1); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: 'pytest $(1)' collected no tests"; fi; exit $$rc
+endef
+
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -30,13 +36,13 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory test-admin test-catalog test-e2e
 
 test-admin: $(STAMP)
-	$(BIN)/pytest tests/admin --ds=admin_project.settings.test
+	$(call pytest,tests/admin --ds=admin_project.settings.test)
 
 test-catalog: $(STAMP)
-	$(BIN)/pytest tests/catalog --ds=catalog_project.settings.test
+	$(call pytest,tests/catalog --ds=catalog_project.settings.test)
 
 test-e2e: $(STAMP)
-	$(BIN)/pytest tests/e2e -p no:django
+	$(call pytest,tests/e2e -p no:django)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

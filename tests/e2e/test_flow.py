@@ -116,3 +116,19 @@ def test_each_process_uses_its_own_least_privilege_broker_user(stack):
     wait_until(lambda: expected <= users(), timeout=20, interval=0.2,
                message=lambda: f"connections by {expected}, have {users()}")
     assert "guest" not in users()
+
+
+def test_worker_healthcheck_command_of_compose_works_with_the_worker_user(stack):
+    """compose.yaml's worker healthcheck: `celery inspect ping` as the worker's own user."""
+    import socket
+    import subprocess
+
+    from tests.support import processes
+
+    env = dict(stack.env, CELERY_BROKER_URL=stack.env["CATALOG_BROKER_URL"])
+    result = subprocess.run(
+        [str(processes.VENV_BIN / "celery"), "-A", "workers.catalog", "inspect", "ping",
+         "-d", f"catalog@{socket.gethostname()}", "--timeout", "5"],
+        cwd=processes.REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "pong" in result.stdout

@@ -1,0 +1,104 @@
+"""The wire contract: the documented examples, the schema and the validator agree."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from product_events import contract
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
+
+
+def doc_json_blocks() -> list:
+    return [json.loads(b) for b in re.findall(r"```json\n(.*?)```", DOC.read_text(), re.S)]
+
+
+def test_schema_is_a_valid_json_schema():
+    Draft202012Validator.check_schema(contract.event_schema())
+
+
+def test_documented_envelope_and_message_are_valid():
+    envelope, message = doc_json_blocks()
+    assert contract.envelope_validate(envelope).version == 3
+    args, kwargs, embed = message
+    assert args == [] and set(kwargs) == {"events"} and set(embed) >= {"callbacks", "chain"}
+    for event in kwargs["events"]:
+        contract.envelope_validate(event)
+
+
+def test_documented_names_match_the_code():
+    text = DOC.read_text()
+    for name in (contract.TASK_APPLY_PRODUCT_EVENTS, contract.EXCHANGE, contract.CATALOG_QUEUE,
+                 contract.CATALOG_DLQ, *contract.EVENT_TYPES, contract.ROUTING_PATTERN_ALL):
+        assert f"`{name}`" in text, name
+
+
+def test_envelope_build_round_trips():
+    at = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
+    data = {"id": 5, "title": "t", "image": "", "price": "1.00", "description": "",
+            "version": 2, "created_at": "2026-11-26T15:00:00Z",
+            "updated_at": "2026-11-26T15:00:00Z"}
+    env = contract.envelope_build(event_type="product.updated", product_id=5, version=2,
+                                  occurred_at=at, data=data)
+    assert env["occurred_at"] == "2026-11-26T15:00:00Z"
+    assert json.loads(json.dumps(env)) == env
+    assert contract.envelope_validate(env).product_id == 5
+    with pytest.raises(ValueError):
+        contract.envelope_build(event_type="product.updated", product_id=5, version=2,
+                                occurred_at=at.replace(tzinfo=None), data=data)
+
+
+def _mutate(path: str, value):
+    envelope = copy.deepcopy(doc_json_blocks()[0])
+    target = envelope
+    *parents, last = path.split(".")
+    for key in parents:
+        target = target[key]
+    if value is KeyError:
+        del target[last]
+    else:
+        target[last] = value
+    return envelope
+
+
+@pytest.mark.parametrize("path,value,fragment", [
+    ("event_id", "not-a-uuid", "event_id"),
+    ("type", "product.exploded", "type"),
+    ("product_id", 0, "product_id"),
+    ("product_id", "42", "product_id"),
+    ("version", 0, "version"),
+    ("occurred_at", "yesterday", "occurred_at"),
+    ("data", None, "data"),
+    ("data.title", KeyError, "title"),
+    ("data.title", "", "title"),
+    ("data.title", "x" * 201, "title"),
+    ("data.title", "nul\u0000", "title"),
+    ("data.price", "9.9", "price"),
+    ("data.price", 9.9, "price"),
+    ("data.id", 43, "data/id"),
+    ("data.version", 4, "data/version"),
+    ("data.updated_at", "2026-13-45T99:99:99Z", "bad value"),
+    ("extra", 1, "Additional properties"),
+])
+def test_invalid_envelopes_are_rejected_with_a_reason(path, value, fragment):
+    with pytest.raises(contract.InvalidEvent, match=re.escape(fragment)):
+        contract.envelope_validate(_mutate(path, value))
+
+
+@pytest.mark.parametrize("raw", [None, [], "text", 42])
+def test_non_objects_are_rejected(raw):
+    with pytest.raises(contract.InvalidEvent):
+        contract.envelope_validate(raw)
+
+
+def test_task_summary_is_short_for_flower():
+    events = doc_json_blocks()[1][1]["events"] * 50
+    summary = contract.task_summary(events)
+    assert "50 events" in summary and len(summary) < 300
