@@ -52,8 +52,8 @@ def database_ensure(url: str) -> None:
         conn = psycopg2.connect(server, connect_timeout=3)
     except psycopg2.OperationalError as exc:
         fail("PostgreSQL", f"{parts.hostname}:{parts.port or 5432}", exc)
-    conn.autocommit = True
-    with conn, conn.cursor() as cur:
+    conn.autocommit = True  # CREATE DATABASE cannot run in a transaction (nor in `with conn`)
+    with conn.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
         if cur.fetchone():
             print(f"PostgreSQL ok  (database {name} exists)")

@@ -61,8 +61,9 @@ def stack():
     admin_db, catalog_db = f"e2e_admin_{suffix}", f"e2e_catalog_{suffix}"
     ports = {k: processes.free_port() for k in ("ADMIN_PORT", "CATALOG_PORT", "FLOWER_PORT")}
     values = env_example() | {k: str(v) for k, v in ports.items()} | {
-        "ADMIN_DATABASE_URL": pg.database_create(admin_db),
-        "CATALOG_DATABASE_URL": pg.database_create(catalog_db),
+        # not created here: bootstrap.py (make run) must create them
+        "ADMIN_DATABASE_URL": pg.database_url(admin_db),
+        "CATALOG_DATABASE_URL": pg.database_url(catalog_db),
         "CELERY_BROKER_URL": os.environ["CELERY_BROKER_URL"],
         "ADMIN_RELAY_MAX_BACKOFF_SECONDS": "3",
         "ADMIN_WEB_WORKERS": "2", "CATALOG_WEB_WORKERS": "1",
@@ -90,6 +91,8 @@ def stack():
         boot = subprocess.run([sys.executable, "scripts/bootstrap.py"], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=300)
         assert boot.returncode == 0, boot.stdout + boot.stderr
+        assert f"created database {admin_db}" in boot.stdout, boot.stdout
+        assert pg.database_exists(admin_db) and pg.database_exists(catalog_db)
         proc = processes.Proc("e2e-honcho", [str(processes.VENV_BIN / "honcho"), "start",
                                              "-f", "Procfile", "-e", str(env_file),
                                              "--no-colour"], env)

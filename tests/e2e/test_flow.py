@@ -132,3 +132,28 @@ def test_worker_healthcheck_command_of_compose_works_with_the_worker_user(stack)
         cwd=processes.REPO, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "pong" in result.stdout
+
+
+def test_bootstrap_is_idempotent_and_names_an_unreachable_service(stack):
+    import subprocess
+    import sys
+
+    from tests.support import processes
+
+    again = subprocess.run([sys.executable, "scripts/bootstrap.py"], cwd=processes.REPO,
+                           env=stack.env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "exists" in again.stdout and "already exists" in again.stdout  # db and superuser
+
+    down = dict(stack.env, CELERY_BROKER_URL="amqp://guest:guest@127.0.0.1:1//")
+    result = subprocess.run([sys.executable, "scripts/bootstrap.py"], cwd=processes.REPO,
+                            env=down, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "RabbitMQ is not reachable" in result.stderr
+    assert "rabbitmq-server -detached" in result.stderr
+
+    down = dict(stack.env, ADMIN_DATABASE_URL="postgres://postgres@127.0.0.1:1/x")
+    result = subprocess.run([sys.executable, "scripts/bootstrap.py"], cwd=processes.REPO,
+                            env=down, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "PostgreSQL is not reachable" in result.stderr and "pg_ctlcluster" in result.stderr

@@ -23,11 +23,15 @@ def execute(query, params=None) -> None:
         cur.execute(query, params)
 
 
-def database_create(name: str) -> str:
-    database_drop(name)
-    execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+def database_url(name: str) -> str:
     parts = urlsplit(SERVER_URL)
     return f"{parts.scheme}://{parts.netloc}/{name}"
+
+
+def database_exists(name: str) -> bool:
+    with contextlib.closing(_connect()) as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        return cur.fetchone() is not None
 
 
 def database_drop(name: str) -> None:
