@@ -121,6 +121,13 @@ def test_put_patch_delete_bump_version_and_record_events(api):
     assert deleted["data"]["title"] == "Cup" and deleted["data"]["version"] == 4
 
 
+def test_all_field_errors_are_reported_together(api):
+    resp = api.post("/api/products/", {"title": "", "price": "-1", "colour": "red"},
+                    format="json")
+    assert resp.status_code == 400
+    assert set(resp.json()) == {"title", "price", "colour"}
+
+
 def test_read_only_fields_are_ignored_not_written(api):
     body = create(api, version=99, id=1234)
     assert body["version"] == 1 and body["id"] != 1234
