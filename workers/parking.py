@@ -44,6 +44,23 @@ def park_events(*, app, request, items: list[tuple[object, str]]) -> None:
             )
 
 
+def park_message(*, app, message, reason: str) -> None:
+    """Copy a raw message (body untouched, whatever its content type) into the DLQ with
+    ``x-park-reason``; the caller acks the original only after this returned (confirmed)."""
+    headers = dict(message.headers or {})
+    headers.pop("x-death", None)
+    headers.update({"x-park-reason": reason[:MAX_REASON], "x-parked-by": socket.gethostname()})
+    logger.error("parking message in %s: %s", contract.CATALOG_DLQ, reason)
+    with app.producer_or_acquire() as producer:
+        producer.publish(
+            message.body, exchange=topology.dead_letter_exchange,
+            routing_key=contract.CATALOG_DLQ, headers=headers,
+            content_type=message.content_type or "application/octet-stream",
+            content_encoding=message.content_encoding or "binary",
+            delivery_mode=2, mandatory=True, retry=False, declare=[],
+        )
+
+
 def _safe_summary(events) -> str:
     try:
         return contract.task_summary(events)

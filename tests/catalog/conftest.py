@@ -5,7 +5,7 @@ from tests.support import amqp, processes
 from tests.support.waiting import wait_until
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def worker(django_db_setup, django_db_blocker):
     """A real `celery -A workers.catalog worker` process writing into the test database."""
     db = connection.settings_dict

@@ -87,18 +87,49 @@ def test_a_value_that_cannot_be_stored_is_parked_alone(worker, dlq_empty):
     assert row(21) is None
 
 
-@pytest.mark.parametrize("case", ["unknown task", "pickle body", "bad kwargs"])
-def test_undeliverable_messages_go_to_the_dead_letter_queue(worker, dlq_empty, case):
+@pytest.mark.parametrize("case,reason", [
+    ("unknown task", "unknown task 'catalog.no_such_task'"),
+    ("pickle body", "pickle"),
+    ("invalid json", "undecodable body"),
+    ("wrong content type", "untrusted content of type text/plain"),
+    ("no task header", "not a Celery task message"),
+    ("bad kwargs", None),   # rejected by the task: the queue dead-letters it (x-death)
+])
+def test_undeliverable_messages_are_parked_with_a_reason(worker, dlq_empty, case, reason):
+    body = task_body([event(30, 1)])
     if case == "unknown task":
-        publish_raw(task_body([event(30, 1)]), task="catalog.no_such_task")
+        publish_raw(body, task="catalog.no_such_task")
     elif case == "pickle body":
-        publish_raw(pickle.dumps([[], {"events": []}, {}]),
-                    content_type="application/x-python-serialize")
+        body = pickle.dumps([[], {"events": []}, {}])
+        publish_raw(body, content_type="application/x-python-serialize")
+    elif case == "invalid json":
+        body = b'[[], {"events": [oops'
+        publish_raw(body)
+    elif case == "wrong content type":
+        publish_raw(body, content_type="text/plain")
+    elif case == "no task header":
+        with amqp.broker_connection() as conn:
+            conn.Producer().publish(body, exchange=PRODUCTS, routing_key="product.created",
+                                    content_type="application/json", content_encoding="utf-8",
+                                    retry=False)
     else:
-        publish_raw(json.dumps([[], {"events": "nope"}, {}]).encode())
+        body = json.dumps([[], {"events": "nope"}, {}]).encode()
+        publish_raw(body)
     (parked,) = dlq_messages(1)
-    assert parked.headers.get("x-death") or parked.headers.get("x-park-reason")
+    if reason is None:
+        assert parked.headers["x-death"][0]["reason"] == "rejected"
+    else:
+        assert reason in parked.headers["x-park-reason"], parked.headers
+    raw = parked.body if isinstance(parked.body, bytes) else parked.body.encode("utf-8")
+    assert raw == body  # parked untouched: replayable after a fix
     assert row(30) is None
+
+
+def test_worker_keeps_consuming_behind_poison(worker, dlq_empty):
+    publish_raw(b"\xff\xfe not json")
+    publish_raw(task_body([event(31, 1)]))
+    wait_until(lambda: row(31), timeout=20, message="the good message behind the poison")
+    dlq_messages(1)
 
 
 def test_transient_database_outage_is_retried_until_applied(worker, dlq_empty):
