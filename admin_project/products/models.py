@@ -24,6 +24,32 @@ class Product(models.Model):
         return f"{self.title} (#{self.pk})"
 
 
+class ProductTombstone(models.Model):
+    """What is left of a deleted product: its id, final version and last state. Lets resync
+    republish deletions and reconcile detect a catalog that still shows a deleted product."""
+
+    product_id = models.BigIntegerField(primary_key=True)
+    version = models.PositiveIntegerField()
+    data = models.JSONField()
+    deleted_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"deleted #{self.product_id} v{self.version}"
+
+
+class ResyncCheckpoint(models.Model):
+    """Progress of the last `manage.py resync` run over all products (resumable)."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    last_product_id = models.BigIntegerField(default=0)
+    events = models.BigIntegerField(default=0)
+    finished = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"resync {self.name}: after #{self.last_product_id}, {self.events} events"
+
+
 class OutboxEvent(models.Model):
     """A product event written in the same transaction as the change, published by the relay.
 

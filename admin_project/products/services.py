@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from product_events import contract
 
-from .models import OutboxEvent, Product
+from .models import OutboxEvent, Product, ProductTombstone
 
 OUTBOX_CHANNEL = "product_outbox"  # PostgreSQL NOTIFY channel the relay LISTENs on
 UPDATABLE_FIELDS = ("title", "image", "price", "description")
@@ -33,19 +33,28 @@ def product_snapshot(*, product: Product) -> dict[str, Any]:
 def outbox_event_record(*, product: Product, event_type: str) -> OutboxEvent:
     """Record the event for ``product``'s current version. Must run inside the change's
     transaction; the NOTIFY wakes the relay when (and only if) that transaction commits."""
+    return outbox_events_record(
+        items=[(event_type, product.pk, product.version, product.updated_at,
+                product_snapshot(product=product))]
+    )[0]
+
+
+def outbox_events_record(*, items: list[tuple]) -> list[OutboxEvent]:
+    """Record events ``(type, product_id, version, occurred_at, data)`` in the current
+    transaction, and wake the relay on commit."""
     if not connection.in_atomic_block:
         raise RuntimeError("outbox_event_record must run inside the change's transaction")
-    envelope = contract.envelope_build(
-        event_type=event_type, product_id=product.pk, version=product.version,
-        occurred_at=product.updated_at, data=product_snapshot(product=product),
-    )
-    event = OutboxEvent.objects.create(
-        event_id=envelope["event_id"], type=event_type, product_id=product.pk,
-        version=product.version, payload=envelope, occurred_at=product.updated_at,
-    )
+    rows = []
+    for event_type, product_id, version, occurred_at, data in items:
+        envelope = contract.envelope_build(event_type=event_type, product_id=product_id,
+                                           version=version, occurred_at=occurred_at, data=data)
+        rows.append(OutboxEvent(event_id=envelope["event_id"], type=event_type,
+                                product_id=product_id, version=version, payload=envelope,
+                                occurred_at=occurred_at))
+    events = OutboxEvent.objects.bulk_create(rows)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_notify(%s, '')", [OUTBOX_CHANNEL])
-    return event
+    return events
 
 
 @transaction.atomic
@@ -83,5 +92,10 @@ def product_delete(*, product_id: int) -> None:
     product = Product.objects.select_for_update().get(pk=product_id)
     product.version += 1
     product.updated_at = timezone.now()
-    outbox_event_record(product=product, event_type=contract.PRODUCT_DELETED)
+    event = outbox_event_record(product=product, event_type=contract.PRODUCT_DELETED)
+    ProductTombstone.objects.update_or_create(
+        product_id=product.pk,
+        defaults={"version": product.version, "data": event.payload["data"],
+                  "deleted_at": product.updated_at},
+    )
     product.delete()

@@ -3,6 +3,7 @@ and worker processes started from the Procfile."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -157,3 +158,59 @@ def test_bootstrap_is_idempotent_and_names_an_unreachable_service(stack):
                             env=down, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "PostgreSQL is not reachable" in result.stderr and "pg_ctlcluster" in result.stderr
+
+
+def test_reconcile_reports_drift_and_repair_converges(stack):
+    import contextlib
+    import subprocess
+    import sys
+
+    import psycopg2
+
+    from tests.support import processes
+
+    def reconcile(*extra):
+        return subprocess.run(
+            [sys.executable, "admin_project/manage.py", "reconcile", "--catalog-url",
+             stack.catalog, *extra], cwd=processes.REPO, env=stack.env, capture_output=True,
+            text=True, timeout=120)
+
+    admin = stack.admin_session()
+    ids = [admin.post(f"{stack.admin}/api/products/", json={"title": f"r{i}", "price": "1.00"},
+                      timeout=10).json()["id"] for i in range(4)]
+    admin.patch(f"{stack.admin}/api/products/{ids[1]}/", json={"title": "r1 v2"}, timeout=10)
+    admin.delete(f"{stack.admin}/api/products/{ids[2]}/", timeout=10)
+    wait_until(converged(stack, admin), timeout=30, interval=0.2)
+    clean = reconcile()
+    assert clean.returncode == 0 and "no drift" in clean.stdout, clean.stdout + clean.stderr
+
+    # the catalog is restored from an old backup: a row lost, an old version, a deletion undone,
+    # and a row the admin never had
+    with contextlib.closing(psycopg2.connect(stack.env["CATALOG_DATABASE_URL"])) as conn, \
+            conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM catalog_product WHERE id = %s", [ids[0]])
+        cur.execute("UPDATE catalog_product SET version = 1, title = 'r1' WHERE id = %s",
+                    [ids[1]])
+        cur.execute("UPDATE catalog_product SET deleted = false, version = 1 WHERE id = %s",
+                    [ids[2]])
+        cur.execute("INSERT INTO catalog_product SELECT 999999, title, image, price, "
+                    "description, 1, updated_at, false, last_event_id, applied_at "
+                    "FROM catalog_product WHERE id = %s", [ids[3]])
+    drift = reconcile()
+    assert drift.returncode == 1, drift.stdout + drift.stderr
+    for kind, pid in [("missing", ids[0]), ("behind", ids[1]), ("not_deleted", ids[2]),
+                      ("unknown", 999999)]:
+        assert re.search(rf"{kind}\s+1 .*\b{pid}\b", drift.stdout), drift.stdout
+
+    repair = reconcile("--repair")
+    assert "repair: queued 3 events" in repair.stdout, repair.stdout
+
+    def only_unknown_left():
+        out = reconcile().stdout
+        return "1 drifted" in out and "unknown" in out
+
+    wait_until(only_unknown_left, timeout=30, interval=0.5, message="repair to converge")
+    with contextlib.closing(psycopg2.connect(stack.env["CATALOG_DATABASE_URL"])) as conn, \
+            conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM catalog_product WHERE id = 999999")
+    assert reconcile().returncode == 0

@@ -1,0 +1,27 @@
+from django.core.management.base import BaseCommand
+
+from admin_project.products.resync import products_republish, products_resync
+
+
+class Command(BaseCommand):
+    help = ("Republish the current state of all products (or the given ids), deletions "
+            "included, through the outbox: throttled and resumable.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("ids", nargs="*", type=int, help="only these product ids")
+        parser.add_argument("--rate", type=float, default=5000.0,
+                            help="at most this many events per second (default 5000; 0 = no limit)")
+        parser.add_argument("--batch-size", type=int, default=500)
+        parser.add_argument("--max-pending", type=int, default=20000,
+                            help="pause while more events than this wait in the outbox")
+        parser.add_argument("--restart", action="store_true",
+                            help="start over instead of resuming an interrupted run")
+
+    def handle(self, *args, ids, rate, batch_size, max_pending, restart, **options):
+        if ids:
+            n = products_republish(product_ids=ids)
+        else:
+            n = products_resync(batch_size=batch_size, rate=rate or None,
+                                max_pending=max_pending, restart=restart,
+                                progress=lambda msg: self.stdout.write(msg))
+        self.stdout.write(self.style.SUCCESS(f"resync queued {n} events"))

@@ -1,0 +1,166 @@
+"""Resync and reconcile: make a new or repaired catalog converge on the admin's state."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import requests
+from django.db import transaction
+from django.utils import timezone
+
+from product_events import contract
+
+from . import services
+from .models import OutboxEvent, Product, ProductTombstone, ResyncCheckpoint
+
+logger = logging.getLogger("admin_project.resync")
+
+CHECKPOINT = "all-products"
+
+
+def _items_for(products: Iterable[Product], tombstones: Iterable[ProductTombstone]) -> list:
+    items = [(contract.PRODUCT_CREATED if p.version == 1 else contract.PRODUCT_UPDATED,
+              p.pk, p.version, p.updated_at, services.product_snapshot(product=p))
+             for p in products]
+    items += [(contract.PRODUCT_DELETED, t.product_id, t.version, t.deleted_at, t.data)
+              for t in tombstones]
+    return sorted(items, key=lambda item: item[1])
+
+
+def products_republish(*, product_ids: list[int]) -> int:
+    """Queue the current state (or the deletion) of the given products. Returns events queued."""
+    with transaction.atomic():
+        items = _items_for(Product.objects.filter(pk__in=product_ids).order_by("pk"),
+                           ProductTombstone.objects.filter(product_id__in=product_ids))
+        if items:
+            services.outbox_events_record(items=items)
+    return len(items)
+
+
+def outbox_pending_count() -> int:
+    return OutboxEvent.objects.filter(sent_at__isnull=True).count()
+
+
+def products_resync(*, batch_size: int = 500, rate: float | None = None,
+                    max_pending: int = 20_000, restart: bool = False,
+                    sleep: Callable[[float], None] = time.sleep,
+                    progress: Callable[[str], None] = logger.info) -> int:
+    """Republish every product (then every tombstone) through the outbox, in id order.
+
+    Throttled (``rate`` events/s at most, and waits while more than ``max_pending`` events are
+    pending) and resumable: progress is checkpointed per batch, so a new run continues where an
+    interrupted one stopped (``restart`` starts over)."""
+    checkpoint, _ = ResyncCheckpoint.objects.get_or_create(name=CHECKPOINT)
+    if restart or checkpoint.finished:
+        checkpoint.last_product_id, checkpoint.events, checkpoint.finished = 0, 0, False
+        checkpoint.save()
+    elif checkpoint.last_product_id:
+        progress(f"resuming after product {checkpoint.last_product_id} "
+                 f"({checkpoint.events} events already queued)")
+    queued = 0
+    started = time.monotonic()
+    while True:
+        while max_pending and outbox_pending_count() > max_pending:
+            sleep(0.5)  # let the relay catch up: resync must not bury live changes
+        with transaction.atomic():
+            after = checkpoint.last_product_id
+            products = list(Product.objects.filter(pk__gt=after).order_by("pk")[:batch_size])
+            last_live = products[-1].pk if products else None
+            # tombstones interleave by id with live products
+            upper = last_live if len(products) == batch_size else None
+            tomb_q = ProductTombstone.objects.filter(product_id__gt=after)
+            if upper is not None:
+                tomb_q = tomb_q.filter(product_id__lte=upper)
+            tombstones = list(tomb_q.order_by("product_id"))
+            items = _items_for(products, tombstones)
+            if items:
+                services.outbox_events_record(items=items)
+            ids = [p.pk for p in products] + [t.product_id for t in tombstones]
+            checkpoint.last_product_id = max(ids) if ids else after
+            checkpoint.events += len(items)
+            checkpoint.finished = upper is None
+            checkpoint.save()
+        queued += len(items)
+        if items:
+            progress(f"queued {queued} events (up to product {checkpoint.last_product_id})")
+        if checkpoint.finished:
+            break
+        if rate:
+            ahead = queued / rate - (time.monotonic() - started)
+            if ahead > 0:
+                sleep(ahead)
+    return queued
+
+
+@dataclass
+class Drift:
+    missing: list[int] = field(default_factory=list)      # in admin, absent from the catalog
+    behind: list[int] = field(default_factory=list)       # catalog has an older version
+    ahead: list[int] = field(default_factory=list)        # catalog newer than admin (a bug)
+    not_deleted: list[int] = field(default_factory=list)  # deleted in admin, live in catalog
+    unknown: list[int] = field(default_factory=list)      # live in catalog, unknown to admin
+    checked: int = 0
+
+    @property
+    def total(self) -> int:
+        return (len(self.missing) + len(self.behind) + len(self.ahead)
+                + len(self.not_deleted) + len(self.unknown))
+
+    def repairable_ids(self) -> list[int]:
+        return sorted(set(self.missing + self.behind + self.not_deleted))
+
+
+def catalog_versions(*, catalog_url: str, timeout: float = 10.0) -> dict[int, int]:
+    """Every live product of the catalog API: {id: version}."""
+    out: dict[int, int] = {}
+    url = f"{catalog_url.rstrip('/')}/api/products/?page_size=500"
+    with requests.Session() as session:
+        while url:
+            resp = session.get(url, timeout=timeout)
+            resp.raise_for_status()
+            body = resp.json()
+            out.update({p["id"]: p["version"] for p in body["results"]})
+            url = body["next"]
+    return out
+
+
+def products_reconcile(*, catalog_url: str) -> Drift:
+    """Compare the admin (products and tombstones) with the catalog API."""
+    catalog = catalog_versions(catalog_url=catalog_url)
+    admin = dict(Product.objects.values_list("pk", "version"))
+    deleted = dict(ProductTombstone.objects.values_list("product_id", "version"))
+    drift = Drift(checked=len(admin) + len(deleted))
+    for pid, version in admin.items():
+        theirs = catalog.get(pid)
+        if theirs is None:
+            drift.missing.append(pid)
+        elif theirs < version:
+            drift.behind.append(pid)
+        elif theirs > version:
+            drift.ahead.append(pid)
+    for pid in catalog.keys() - admin.keys():
+        (drift.not_deleted if pid in deleted else drift.unknown).append(pid)
+    for name in ("missing", "behind", "ahead", "not_deleted", "unknown"):
+        getattr(drift, name).sort()
+    return drift
+
+
+def drift_report(drift: Drift, limit: int = 20) -> str:
+    lines = [f"checked {drift.checked} admin products and tombstones: {drift.total} drifted"]
+    for name, help_ in [("missing", "in admin, absent from the catalog"),
+                        ("behind", "catalog has an older version"),
+                        ("ahead", "catalog has a newer version than admin"),
+                        ("not_deleted", "deleted in admin, still live in the catalog"),
+                        ("unknown", "live in the catalog, unknown to admin")]:
+        ids = getattr(drift, name)
+        if ids:
+            shown = ", ".join(map(str, ids[:limit])) + (" ..." if len(ids) > limit else "")
+            lines.append(f"  {name:<12} {len(ids):>7}  ({help_}): {shown}")
+    return "\n".join(lines)
+
+
+def now_iso() -> str:
+    return timezone.now().isoformat()

@@ -1,0 +1,40 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from workers.dlq import DeadLetters
+
+
+class Command(BaseCommand):
+    help = "The dead-letter queue (catalog.products.dlq): list with reasons, replay, purge."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+        ls = sub.add_parser("list", help="show parked messages and why (removes nothing)")
+        ls.add_argument("--limit", type=int, default=100)
+        rp = sub.add_parser("replay", help="send parked messages back to the catalog queue")
+        rp.add_argument("ids", nargs="*", help="task ids or event ids to replay")
+        rp.add_argument("--all", action="store_true", help="replay every parked message")
+        pg = sub.add_parser("purge", help="delete every parked message")
+        pg.add_argument("--yes", action="store_true", help="really delete them")
+
+    def handle(self, *args, action, **opts):
+        with DeadLetters(settings.CELERY_BROKER_URL) as dlq:
+            if action == "list":
+                parked = dlq.read(limit=opts["limit"])
+                for p in parked:
+                    self.stdout.write(f"{p.index:>4}  task {p.task_id}\n      reason: {p.reason}"
+                                      f"\n      {p.summary}")
+                self.stdout.write(f"{len(parked)} parked message(s) shown")
+            elif action == "replay":
+                if not opts["ids"] and not opts["all"]:
+                    raise CommandError("name task/event ids to replay, or --all")
+                wanted = set(opts["ids"])
+                parked = dlq.read()
+                chosen = [p for p in parked if opts["all"] or p.matches(wanted)]
+                n = dlq.replay(chosen)
+                self.stdout.write(self.style.SUCCESS(f"replayed {n} message(s); "
+                                                     f"{len(parked) - n} left parked"))
+            else:
+                if not opts["yes"]:
+                    raise CommandError("purge deletes every parked message: add --yes")
+                self.stdout.write(f"purged {dlq.purge()} message(s)")

@@ -1,0 +1,81 @@
+"""`manage.py dlq list|replay|purge` against the real broker and worker."""
+
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+from kombu import Exchange
+
+from catalog_project.catalog.models import Product
+from tests.support import amqp
+from tests.support.waiting import wait_until
+
+from .events import event
+from .test_worker import publish_raw, task_body
+
+pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
+
+DLX = Exchange("catalog.dlx", "direct", durable=True)
+
+
+def dlq(*args) -> str:
+    out = io.StringIO()
+    call_command("dlq", *args, stdout=out)
+    return out.getvalue()
+
+
+def park_directly(events, reason="retry budget spent (10 retries): OperationalError"):
+    """What the worker parks when the database stayed down too long: valid, replayable."""
+    publish_raw(task_body(events), exchange=DLX, routing_key="catalog.products.dlq",
+                headers={"x-park-reason": reason})
+
+
+def test_list_shows_reasons_and_removes_nothing(worker, dlq_empty):
+    bad = event(50, 1)
+    bad["price"] = "free"  # an extra field: invalid envelope
+    publish_raw(task_body([bad]))
+    wait_until(lambda: amqp.queue_depth("catalog.products.dlq") == 1, timeout=20)
+    out = dlq("list")
+    assert "Additional properties are not allowed" in out and bad["event_id"] in out
+    assert "1 parked message(s) shown" in out
+    assert amqp.queue_depth("catalog.products.dlq") == 1
+
+
+def test_replay_selected_then_all(worker, dlq_empty):
+    first, second = event(60, 1), event(61, 1)
+    park_directly([first])
+    park_directly([second])
+    wait_until(lambda: amqp.queue_depth("catalog.products.dlq") == 2, timeout=10)
+    assert "replayed 1 message(s); 1 left parked" in dlq("replay", first["event_id"])
+    wait_until(lambda: Product.objects.filter(pk=60).exists(), timeout=20)
+    assert not Product.objects.filter(pk=61).exists()
+    assert amqp.queue_depth("catalog.products.dlq") == 1
+    assert "replayed 1 message(s)" in dlq("replay", "--all")
+    wait_until(lambda: Product.objects.filter(pk=61).exists(), timeout=20)
+    assert amqp.queue_depth("catalog.products.dlq") == 0
+
+
+def test_replayed_poison_is_parked_again_not_lost(worker, dlq_empty):
+    bad = event(70, 1)
+    del bad["data"]["price"]
+    park_directly([bad], reason="data: 'price' is a required property")
+    wait_until(lambda: amqp.queue_depth("catalog.products.dlq") == 1, timeout=10)
+    dlq("replay", "--all")
+
+    def parked_again():
+        msgs = amqp.drain("catalog.products.dlq")
+        return msgs and json.loads(msgs[0].body)[1]["events"][0]["event_id"] == bad["event_id"]
+
+    wait_until(parked_again, timeout=20)
+
+
+def test_purge_needs_yes(worker, dlq_empty):
+    park_directly([event(80, 1)])
+    wait_until(lambda: amqp.queue_depth("catalog.products.dlq") == 1, timeout=10)
+    with pytest.raises(CommandError):
+        dlq("purge")
+    assert "purged 1 message(s)" in dlq("purge", "--yes")
+    assert amqp.queue_depth("catalog.products.dlq") == 0
+    with pytest.raises(CommandError):
+        dlq("replay")

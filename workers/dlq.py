@@ -1,0 +1,106 @@
+"""Operate the dead-letter queue: list (with reasons), replay, purge.
+
+A message is selected by its Celery task id (header ``id``) or by the event id of any event it
+carries. Listing never removes anything: messages are read without ack and the channel is closed,
+which returns them to the queue."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from kombu import Connection
+
+from product_events import contract
+from workers import topology
+
+REPLAY_DROP_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue",
+                       "x-first-death-reason", "x-last-death-exchange", "x-last-death-queue",
+                       "x-last-death-reason", "x-park-reason", "x-parked-by",
+                       "x-parked-from-task", "x-delivery-count")
+
+
+@dataclass
+class Parked:
+    index: int
+    task_id: str
+    reason: str
+    events: list[str]          # event ids carried (if the body could be read)
+    summary: str
+    message: object            # kombu message (unacked)
+
+    def matches(self, wanted: set[str]) -> bool:
+        return self.task_id in wanted or bool(wanted.intersection(self.events))
+
+
+def _reason(headers: dict) -> str:
+    if headers.get("x-park-reason"):
+        return headers["x-park-reason"]
+    deaths = headers.get("x-death") or []
+    if deaths:
+        d = deaths[0]
+        return f"dead-lettered by RabbitMQ: {d.get('reason')} (from {d.get('queue')}, " \
+               f"{d.get('count')}x)"
+    return "unknown"
+
+
+def _describe(index: int, message) -> Parked:
+    headers = message.headers or {}
+    events, summary = [], headers.get("kwargsrepr") or ""
+    try:
+        body = json.loads(message.body)
+        raw_events = body[1]["events"]
+        events = [e.get("event_id") for e in raw_events if isinstance(e, dict)]
+        summary = summary or contract.task_summary(raw_events)
+    except Exception:  # noqa: BLE001 - poison can be anything
+        summary = summary or f"<{message.content_type}, {len(message.body or b'')} bytes>"
+    return Parked(index=index, task_id=str(headers.get("id", "")), reason=_reason(headers),
+                  events=[e for e in events if e], summary=str(summary)[:200], message=message)
+
+
+class DeadLetters:
+    def __init__(self, broker_url: str, queue: str = contract.CATALOG_DLQ):
+        self.conn = Connection(broker_url, connect_timeout=10,
+                               transport_options={"confirm_publish": True})
+        self.queue = queue
+        self.channel = None
+
+    def __enter__(self):
+        self.conn.ensure_connection(max_retries=2)
+        self.channel = self.conn.channel()
+        self.channel.basic_qos(0, 0, False)
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.channel.close()  # unacked messages go back to the queue
+        finally:
+            self.conn.release()
+
+    def read(self, limit: int | None = None) -> list[Parked]:
+        out = []
+        while limit is None or len(out) < limit:
+            raw = self.channel.basic_get(self.queue, no_ack=False)
+            if raw is None:
+                break
+            msg = self.channel.message_to_python(raw)
+            out.append(_describe(len(out) + 1, msg))
+        return out
+
+    def replay(self, parked: list[Parked]) -> int:
+        """Republish to the catalog queue (through the catalog's private exchange), confirmed,
+        then remove from the DLQ."""
+        producer = self.conn.Producer()
+        for p in parked:
+            m = p.message
+            headers = {k: v for k, v in (m.headers or {}).items()
+                       if k not in REPLAY_DROP_HEADERS}
+            producer.publish(m.body, exchange=topology.catalog_exchange.name,
+                             routing_key=topology.catalog_queue.routing_key, headers=headers,
+                             content_type=m.content_type, content_encoding=m.content_encoding,
+                             delivery_mode=2, mandatory=True, retry=False)
+            m.ack()
+        return len(parked)
+
+    def purge(self) -> int:
+        return self.channel.queue_purge(self.queue) or 0
