@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-admin test-catalog test-e2e lint setup clean-venv
+.PHONY: run test test-admin test-catalog test-e2e test-faults-quick faults lint setup clean-venv
 
 # Run pytest; exit code 5 (no test collected) is an error here, and says so.
 define pytest
@@ -30,10 +30,10 @@ run: $(STAMP) .env
 	$(BIN)/python scripts/bootstrap.py
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f Procfile
 
-## test: lint, then one pytest session per Django project, then the end-to-end session
+## test: lint, one pytest session per Django project, the end-to-end session, quick faults
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(MAKE) --no-print-directory test-admin test-catalog test-e2e
+	$(MAKE) --no-print-directory test-admin test-catalog test-e2e test-faults-quick
 
 test-admin: $(STAMP)
 	$(call pytest,tests/admin --ds=admin_project.settings.test)
@@ -43,6 +43,13 @@ test-catalog: $(STAMP)
 
 test-e2e: $(STAMP)
 	$(call pytest,tests/e2e -p no:django)
+
+test-faults-quick: $(STAMP)
+	$(call pytest,tests/faults -p no:django -m quick)
+
+## faults: every fault-injection scenario, then the table (scenario, sent, applied, lost, ...)
+faults: $(STAMP)
+	$(call pytest,tests/faults -p no:django)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

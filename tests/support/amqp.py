@@ -45,3 +45,7 @@ def drain(name: str, limit: int = 10_000) -> list:
 def queue_delete(name: str) -> None:
     with broker_connection() as conn:
         conn.default_channel.queue_delete(queue=name)
+
+
+def broker_connection_to(url: str) -> Connection:
+    return Connection(url, connect_timeout=5)

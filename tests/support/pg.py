@@ -50,3 +50,32 @@ def connections_terminate(db: str, keep_pid: int | None = None) -> None:
 
 def connections_allow(db: str) -> None:
     execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(db)))
+
+
+def _cluster() -> tuple[str, str]:
+    import pathlib
+
+    version = sorted(p.name for p in pathlib.Path("/etc/postgresql").iterdir())[0]
+    return version, "main"
+
+
+@contextlib.contextmanager
+def server_stopped():
+    """Stop the whole PostgreSQL server for the block; always start it again."""
+    import subprocess
+    import time
+
+    version, cluster = _cluster()
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, "stop",
+                    "-m", "fast"], check=True, capture_output=True, timeout=120)
+    try:
+        yield
+    finally:
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster,
+                        "start"], capture_output=True, timeout=120)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready = subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"])
+            if ready.returncode == 0:
+                break
+            time.sleep(0.2)

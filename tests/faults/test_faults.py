@@ -1,0 +1,220 @@
+"""Fault scenarios. Each: fresh stack, a real fault, restored in a finalizer, then the reconcile
+check (admin == catalog, no resurrected deletes, outbox drained, DLQ == the injected poison)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import random
+import signal
+import time
+import uuid
+
+import pytest
+from kombu import Exchange
+
+from product_events import contract
+from tests.support import amqp, pg, rabbit
+from tests.support.stack import running_stack
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.broker
+
+PRODUCTS = Exchange(contract.EXCHANGE, "topic", durable=True)
+
+
+def applied(stack) -> int:
+    return stack.worker_totals()["applied"]
+
+
+def wait_progress(stack, more_than: int, timeout: float = 60) -> int:
+    """Poll until the worker applied more than ``more_than`` events in total."""
+    return wait_until(lambda: (n := applied(stack)) > more_than and n, timeout=timeout,
+                      interval=0.05, message=f"more than {more_than} events applied")
+
+
+def publish(stack, body: bytes, *, routing_key="product.created", content_type="application/json",
+            task: str | None = contract.TASK_APPLY_PRODUCT_EVENTS):
+    headers = {}
+    if task:
+        tid = str(uuid.uuid4())
+        headers = {"lang": "py", "task": task, "id": tid, "root_id": tid, "retries": 0}
+    with amqp.broker_connection_to(stack.env["CELERY_BROKER_URL"]) as conn:
+        conn.Producer().publish(body, exchange=PRODUCTS, routing_key=routing_key,
+                                headers=headers, content_type=content_type,
+                                content_encoding="utf-8", delivery_mode=2, mandatory=True,
+                                retry=False)
+
+
+def task_body(events) -> bytes:
+    return json.dumps([[], {"events": events}, {"callbacks": None, "errbacks": None,
+                                                "chain": None, "chord": None}]).encode()
+
+
+def finished(gen) -> None:
+    out, _ = gen.communicate(timeout=300)
+    assert gen.returncode == 0, out
+
+
+@pytest.mark.quick
+def test_broker_stopped_while_products_are_created_over_http(report):
+    with running_stack("f-brokerstop") as stack:
+        admin = stack.admin_session()
+        with rabbit.broker_stopped():
+            for i in range(30):
+                r = admin.post(f"{stack.admin}/api/products/", timeout=10,
+                               json={"title": f"offline {i}", "price": "1.00"})
+                assert r.status_code == 201, r.text
+        report.finish(stack, "broker stop_app during HTTP creates", fault_end=time.monotonic())
+
+
+def test_all_connections_closed_during_publishing_and_consuming(report):
+    with running_stack("f-conns") as stack:
+        gen = stack.generate(2500, updates=500, deletes=100)
+        seen = 0
+        for _ in range(4):
+            seen = wait_progress(stack, seen + 150)
+            rabbit.close_all_connections()
+        finished(gen)
+        report.finish(stack, "close_all_connections x4 while streaming", fault_end=time.monotonic())
+
+
+def test_worker_child_and_whole_worker_sigkilled_while_thousands_flow(report):
+    with running_stack("f-workerkill") as stack:
+        gen = stack.generate(4000, updates=1000, deletes=200)
+        seen = 0
+        for _ in range(3):  # a pool child dies mid-task: its message is redelivered
+            seen = wait_progress(stack, seen + 200)
+            children = stack.worker_children()
+            assert children, "no pool children found"
+            import os
+
+            os.kill(random.choice(children), signal.SIGKILL)
+        for _ in range(2):  # the whole worker dies: its unacked messages go back to the queue
+            seen = wait_progress(stack, seen + 200)
+            stack.restart("worker")
+            stack.wait_worker_ready()
+        finished(gen)
+        report.finish(stack, "worker child x3 + whole worker x2 SIGKILLed",
+                      fault_end=time.monotonic(), deadline=180)
+
+
+def test_relay_sigkilled_between_publish_and_marking_sent(report):
+    overrides = {"ADMIN_RELAY_CLAIM_SIZE": "3000", "ADMIN_RELAY_MAX_EVENTS_PER_MESSAGE": "5"}
+    with running_stack("f-relaykill", start=("admin", "catalog", "worker"),
+                       overrides=overrides) as stack:
+        finished(stack.generate(1500, updates=300))
+        def processed():
+            totals = stack.worker_totals()
+            return totals["applied"] + totals["stale"]
+
+        for _ in range(3):
+            before = processed()
+            stack.start("relay")
+            # messages of this claim reached the catalog, but the claim (one transaction that
+            # marks the rows sent) has not committed: kill it right there
+            wait_until(lambda b=before: processed() > b, timeout=60, interval=0.005,
+                       message="a publish in flight")
+            stack.kill("relay")
+        assert stack.outbox()[1] > 0, "the relay finished before it could be killed"
+        stack.start("relay")
+        row = report.finish(stack, "relay SIGKILLed x3 mid-claim", fault_end=time.monotonic())
+        assert row.duplicates > 0, "expected re-published (duplicate) events to be absorbed"
+
+
+def test_catalog_database_connections_terminated_and_server_stopped(report):
+    with running_stack("f-db") as stack:
+        db = stack.env["CATALOG_DATABASE_URL"].rsplit("/", 1)[1]
+        gen = stack.generate(2000, updates=300)
+        seen = 0
+        for _ in range(5):
+            seen = wait_progress(stack, seen + 100)
+            pg.connections_terminate(db)
+        finished(gen)
+        # a backlog waits in the queue, then the whole database server goes away for seconds
+        stack.kill("worker")
+        finished(stack.generate(1000))
+        wait_until(lambda: stack.outbox()[1] == 0, timeout=60, message="relay to publish")
+        with pg.server_stopped():
+            stack.start("worker")
+            wait_until(lambda: "Retry in" in stack.logs("worker"), timeout=60, interval=0.2,
+                       message="the worker to retry while the database is down")
+        report.finish(stack, "catalog DB conns killed x5 + server stopped",
+                      fault_end=time.monotonic(), deadline=180)
+
+
+@pytest.mark.quick
+def test_duplicated_and_shuffled_delivery_straight_onto_the_queue(report):
+    with running_stack("f-dups", start=("admin", "catalog", "worker")) as stack:
+        finished(stack.generate(150, updates=450, deletes=40))
+        events = [row[0] for row in stack.sql(
+            "admin", "SELECT payload FROM products_outboxevent ORDER BY id")]
+        rnd = random.Random(11)
+        deliveries = [e for e in events for _ in range(rnd.randint(1, 3))]
+        rnd.shuffle(deliveries)
+        while deliveries:
+            head = deliveries.pop()
+            batch = [head] + [e for e in deliveries[:rnd.randint(0, 8)]
+                              if e["type"] == head["type"]]
+            for e in batch[1:]:
+                deliveries.remove(e)
+            publish(stack, task_body(batch), routing_key=head["type"])
+        stack.sql("admin", "UPDATE products_outboxevent SET sent_at = now()")
+        row = report.finish(stack, "every event 1-3x, shuffled, straight to queue",
+                            fault_end=time.monotonic())
+        assert row.duplicates > 0
+
+
+def poison_messages(valid: dict) -> list[tuple[str, bytes, dict]]:
+    """(label, body, publish kwargs) for every kind of poison."""
+    missing = json.loads(json.dumps(valid))
+    del missing["data"]["title"]
+    bad_type = dict(valid, type="product.exploded")
+    bad_field = json.loads(json.dumps(valid))
+    bad_field["data"]["price"] = "free"
+    return [
+        ("invalid envelope", task_body([missing]), {}),
+        ("unknown event type", task_body([bad_type]), {}),
+        ("bad field", task_body([bad_field]), {}),
+        ("undecodable body", b'[[], {"events": [', {}),
+        ("wrong content type", task_body([valid]), {"content_type": "text/plain"}),
+        ("pickle", pickle.dumps([[], {"events": []}, {}]),
+         {"content_type": "application/x-python-serialize"}),
+        ("unknown task", task_body([valid]), {"task": "catalog.nope"}),
+        ("bad kwargs", json.dumps([[], {"events": "x"}, {}]).encode(), {}),
+        ("not a task message", task_body([valid]), {"task": None}),
+    ]
+
+
+@pytest.mark.quick
+def test_poison_of_every_kind_mixed_into_a_valid_stream(report):
+    with running_stack("f-poison") as stack:
+        gen = stack.generate(400, updates=100, deletes=20)
+        seen = wait_progress(stack, 10)
+        (valid,) = stack.sql("admin", "SELECT payload FROM products_outboxevent LIMIT 1")[0]
+        poison = poison_messages(valid) * 2
+        random.Random(3).shuffle(poison)
+        for _label, body, kwargs in poison:
+            publish(stack, body, **kwargs)
+        finished(gen)
+        wait_progress(stack, seen)
+        report.finish(stack, f"{len(poison)} poison messages of 9 kinds in stream",
+                      fault_end=time.monotonic(), expect_parked=len(poison))
+
+
+def test_memory_alarm_while_the_relay_publishes(report):
+    overrides = {"ADMIN_RELAY_IO_TIMEOUT": "3", "ADMIN_RELAY_CONFIRM_TIMEOUT": "3"}
+    with running_stack("f-memalarm", overrides=overrides) as stack:
+        admin = stack.admin_session()
+        with rabbit.memory_alarm():
+            for i in range(20):
+                t0 = time.monotonic()
+                r = admin.post(f"{stack.admin}/api/products/", timeout=10,
+                               json={"title": f"during alarm {i}", "price": "1.00"})
+                assert r.status_code == 201 and time.monotonic() - t0 < 5, r.text
+            wait_until(lambda: "publish failed" in stack.logs("relay"), timeout=60,
+                       interval=0.2, message="the relay to give up a blocked publish")
+            assert stack.proc("relay").alive()
+            assert stack.outbox()[1] > 0
+        report.finish(stack, "memory alarm while the relay publishes",
+                      fault_end=time.monotonic())
