@@ -123,7 +123,7 @@ def test_relay_sigkilled_between_publish_and_marking_sent(report):
 
 
 def test_catalog_database_connections_terminated_and_server_stopped(report):
-    with running_stack("f-db") as stack:
+    with running_stack("f-db", start=("admin", "catalog", "relay", "worker", "flower")) as stack:
         db = stack.env["CATALOG_DATABASE_URL"].rsplit("/", 1)[1]
         gen = stack.generate(2000, updates=300)
         seen = 0
@@ -141,6 +141,15 @@ def test_catalog_database_connections_terminated_and_server_stopped(report):
                        message="the worker to retry while the database is down")
         report.finish(stack, "catalog DB conns killed x5 + server stopped",
                       fault_end=time.monotonic(), deadline=180)
+        # Flower shows the retries (a retried task that then succeeded keeps its `retried`
+        # time and the exception), with readable task names and arguments
+        def retried():
+            tasks = {**stack.flower_tasks("RETRY"), **stack.flower_tasks("SUCCESS")}
+            return [t for t in tasks.values() if t.get("retried")]
+
+        task = wait_until(retried, timeout=30, interval=0.5, message="retries in Flower")[0]
+        assert task["name"] == contract.TASK_APPLY_PRODUCT_EVENTS
+        assert "product." in task["kwargs"] and "OperationalError" in (task["exception"] or "")
 
 
 @pytest.mark.quick
@@ -188,7 +197,8 @@ def poison_messages(valid: dict) -> list[tuple[str, bytes, dict]]:
 
 @pytest.mark.quick
 def test_poison_of_every_kind_mixed_into_a_valid_stream(report):
-    with running_stack("f-poison") as stack:
+    with running_stack("f-poison", start=("admin", "catalog", "relay", "worker", "flower")) \
+            as stack:
         gen = stack.generate(400, updates=100, deletes=20)
         seen = wait_progress(stack, 10)
         (valid,) = stack.sql("admin", "SELECT payload FROM products_outboxevent LIMIT 1")[0]
@@ -200,6 +210,15 @@ def test_poison_of_every_kind_mixed_into_a_valid_stream(report):
         wait_progress(stack, seen)
         report.finish(stack, f"{len(poison)} poison messages of 9 kinds in stream",
                       fault_end=time.monotonic(), expect_parked=len(poison))
+        # Flower shows the rejected task (as a failure, with the reason) and, readable, the
+        # parked events inside otherwise good tasks
+        failed = wait_until(lambda: stack.flower_tasks("FAILURE"), timeout=30, interval=0.5,
+                            message="failed tasks in Flower")
+        assert all(t["name"] == contract.TASK_APPLY_PRODUCT_EVENTS for t in failed.values())
+        assert any("invalid task arguments" in (t["exception"] or "") for t in failed.values())
+        done = stack.flower_tasks("SUCCESS")
+        assert any("'parked': 1" in (t.get("result") or "") for t in done.values())
+        assert any("product." in (t.get("kwargs") or "") for t in done.values())
 
 
 def test_memory_alarm_while_the_relay_publishes(report):

@@ -164,6 +164,13 @@ class Stack:
         """admin == catalog (reconcile finds no drift) and the outbox is drained."""
         return self.outbox()[1] == 0 and self.reconcile().returncode == 0
 
+    def flower_tasks(self, state: str) -> dict:
+        url = f"http://127.0.0.1:{self.env['FLOWER_PORT']}/api/tasks?state={state}"
+        auth = tuple(self.env["FLOWER_BASIC_AUTH"].split(":", 1))
+        resp = requests.get(url, auth=auth, timeout=10)
+        resp.raise_for_status()
+        return resp.json()
+
     def dlq_depth(self) -> int:
         with amqp.broker_connection_to(self.env["CELERY_BROKER_URL"]) as conn:
             _, count, _ = conn.default_channel.queue_declare("catalog.products.dlq",
@@ -204,6 +211,9 @@ def running_stack(name: str, *, start=("admin", "catalog", "relay", "worker"),
                    message="web apps up")
         if "worker" in start:
             stack.wait_worker_ready()
+        if "flower" in start:
+            wait_until(lambda: http_up(f"http://127.0.0.1:{ports['FLOWER_PORT']}/", ok=(401,)),
+                       timeout=60, message="Flower up")
         yield stack
     finally:
         for runs in stack.procs.values():
