@@ -154,3 +154,42 @@ def test_transient_database_outage_is_retried_until_applied(worker, dlq_empty):
     assert len(amqp.drain(spy)) == 1
     amqp.queue_delete(spy)
     assert amqp.queue_depth("catalog.products.dlq") == 0
+
+
+def test_spent_retry_budget_parks_the_events_with_the_reason(django_db_setup):
+    """A worker with a budget of 2 retries, on its own vhost, while the database refuses it."""
+    from tests.support import processes
+    from tests.support.broker_vhost import vhost_create, vhost_delete
+
+    vhost = f"budget-{uuid.uuid4().hex[:8]}"
+    url = vhost_create(vhost)
+    db = connection.settings_dict
+    proc = processes.Proc("catalog-worker-budget", processes.worker_argv(name="budget"),
+                          processes.base_env(
+                              CELERY_BROKER_URL=url, CATALOG_RETRY_MAX="2",
+                              CATALOG_RETRY_BACKOFF_BASE="1", CATALOG_RETRY_BACKOFF_MAX="1",
+                              CATALOG_DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:"
+                                                   f"{db['PORT']}/{db['NAME']}"))
+    try:
+        wait_until(lambda: " ready." in proc.log(), timeout=60, message=proc.tail)
+        pg.connections_block(db["NAME"])
+        try:
+            ev = event(90, 1)
+            with amqp.broker_connection_to(url) as conn:
+                conn.Producer().publish(task_body([ev]), exchange=PRODUCTS,
+                                        routing_key="product.created", content_type=
+                                        "application/json", content_encoding="utf-8",
+                                        headers={"lang": "py", "task":
+                                                 contract.TASK_APPLY_PRODUCT_EVENTS,
+                                                 "id": ev["event_id"]}, retry=False)
+
+            (msg,) = wait_until(lambda: amqp.drain("catalog.products.dlq", url=url),
+                                timeout=60, interval=0.2,
+                                message=lambda: f"the parked event\n{proc.tail()}")
+        finally:
+            pg.connections_allow(db["NAME"])
+        assert "retry budget spent (2 retries): OperationalError" in msg.headers["x-park-reason"]
+        assert json.loads(msg.body)[1]["events"][0]["event_id"] == ev["event_id"]
+    finally:
+        proc.stop()
+        vhost_delete(vhost)

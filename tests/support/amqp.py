@@ -27,10 +27,10 @@ def spy_queue(name: str, exchange: str, routing_key: str, exchange_type: str = "
     return q
 
 
-def drain(name: str, limit: int = 10_000) -> list:
+def drain(name: str, limit: int = 10_000, url: str | None = None) -> list:
     """Fetch (and ack) every message currently in queue ``name``."""
     out = []
-    with broker_connection() as conn:
+    with (broker_connection_to(url) if url else broker_connection()) as conn:
         q = Queue(name, no_declare=True)(conn.default_channel)
         while len(out) < limit:
             msg = q.get(no_ack=False, accept=["json", "application/json", "pickle",
