@@ -100,7 +100,7 @@ def event_schema() -> dict[str, Any]:
 
 
 @cache
-def _validator():
+def schema_validator():
     from jsonschema import Draft202012Validator
 
     return Draft202012Validator(event_schema())
@@ -108,7 +108,7 @@ def _validator():
 
 def envelope_validate(raw: Any) -> ProductEvent:
     """Return the event, or raise InvalidEvent saying exactly what is wrong."""
-    errors = sorted(_validator().iter_errors(raw), key=lambda e: list(e.absolute_path))
+    errors = sorted(schema_validator().iter_errors(raw), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
         where = "/".join(str(p) for p in err.absolute_path) or "<envelope>"

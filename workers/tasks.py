@@ -14,6 +14,7 @@ from workers import parking, topology
 from workers.catalog import app
 
 logger = logging.getLogger("workers.tasks")
+contract.schema_validator()  # compile the JSON Schema once, before the pool forks
 
 # Worth retrying: the database is unavailable or the connection broke.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError)

@@ -230,6 +230,9 @@ class Relay:
         self.stats = RelayStats()
         self._backoff = 0.0
         self._last_purge = 0.0
+        self._last_report = time.monotonic()
+        self._reported_events = 0
+        self.linger = settings.RELAY_LINGER_SECONDS
 
     def stop(self, *_args) -> None:
         """Ask the loop to finish (safe to call from a signal handler or another thread)."""
@@ -242,10 +245,12 @@ class Relay:
     def run_once(self) -> int:
         """Publish everything pending now. Raises on the first failure."""
         total = 0
+        claim = settings.RELAY_CLAIM_SIZE
         while not self.stop_event.is_set():
-            n = outbox_publish_pending(publisher=self.publisher, stats=self.stats)
+            n = outbox_publish_pending(publisher=self.publisher, stats=self.stats,
+                                       claim_size=claim)
             total += n
-            if n == 0:
+            if n < claim:  # drained (a commit since then has sent a NOTIFY: we wake again)
                 break
         return total
 
@@ -253,15 +258,21 @@ class Relay:
         listener = OutboxListener()
         # LISTEN before the first drain: a change committed in between still wakes us.
         listener.wait(0, wake_fd=self._wake_r)
+        try:
+            self.publisher.producer()  # connect now, not on the first event
+        except Exception as exc:  # noqa: BLE001 - the loop below retries with backoff
+            logger.warning("broker not reachable yet (%s); events will wait in the outbox", exc)
+            self.publisher.reset()
         logger.info("relay started (sweep every %.1fs, up to %d events per message)",
                     self.sweep_seconds, settings.RELAY_MAX_EVENTS_PER_MESSAGE)
+        last_busy = 0.0
         try:
             while not self.stop_event.is_set():
                 try:
                     n = self.run_once()
                     if n:
-                        logger.info("published %d events (total %d)", n,
-                                    self.stats.published_events)
+                        last_busy = time.monotonic()
+                        self._report()
                     if self._backoff:
                         logger.info("broker reachable again; relay resumed")
                     self._backoff = 0.0
@@ -270,12 +281,26 @@ class Relay:
                 except Exception as exc:  # noqa: BLE001
                     self._on_failure(exc)
                     continue
-                listener.wait(self.sweep_seconds, wake_fd=self._wake_r)
+                notified = listener.wait(self.sweep_seconds, wake_fd=self._wake_r)
+                if notified and time.monotonic() - last_busy < 0.05 and self.linger:
+                    # busy: let a few more commits land so they share one claim and message
+                    self.stop_event.wait(self.linger)
         finally:
             listener.close()
             self.publisher.close()
             connections.close_all()
             logger.info("relay stopped (%d events published)", self.stats.published_events)
+
+    def _report(self) -> None:
+        """One INFO line per 10 s of activity (a line per publish costs real CPU under load)."""
+        now = time.monotonic()
+        if now - self._last_report >= 10:
+            n = self.stats.published_events - self._reported_events
+            logger.info("published %d events in %.0fs (total %d, %d messages)", n,
+                        now - self._last_report, self.stats.published_events,
+                        self.stats.published_messages)
+            self._last_report, self._reported_events = now, self.stats.published_events
+        logger.debug("published (total %d)", self.stats.published_events)
 
     def _on_failure(self, exc: BaseException) -> None:
         self.stats.failures += 1

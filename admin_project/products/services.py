@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -30,9 +31,11 @@ def product_snapshot(*, product: Product) -> dict[str, Any]:
     }
 
 
-def outbox_event_record(*, product: Product, event_type: str) -> OutboxEvent:
+def outbox_event_record(*, product: Product, event_type: str) -> OutboxEvent | None:
     """Record the event for ``product``'s current version. Must run inside the change's
     transaction; the NOTIFY wakes the relay when (and only if) that transaction commits."""
+    if settings.EVENT_DELIVERY != "outbox":  # benchmark-only comparisons, see settings
+        return _event_delivery_compared(product=product, event_type=event_type)
     return outbox_events_record(
         items=[(event_type, product.pk, product.version, product.updated_at,
                 product_snapshot(product=product))]
@@ -55,6 +58,16 @@ def outbox_events_record(*, items: list[tuple]) -> list[OutboxEvent]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_notify(%s, '')", [OUTBOX_CHANNEL])
     return events
+
+
+def _event_delivery_compared(*, product: Product, event_type: str) -> None:
+    if settings.EVENT_DELIVERY == "seed-inline":
+        from .seed_style import seed_publish
+
+        seed_publish(contract.envelope_build(
+            event_type=event_type, product_id=product.pk, version=product.version,
+            occurred_at=product.updated_at, data=product_snapshot(product=product)))
+    return None
 
 
 @transaction.atomic
@@ -92,10 +105,10 @@ def product_delete(*, product_id: int) -> None:
     product = Product.objects.select_for_update().get(pk=product_id)
     product.version += 1
     product.updated_at = timezone.now()
-    event = outbox_event_record(product=product, event_type=contract.PRODUCT_DELETED)
+    outbox_event_record(product=product, event_type=contract.PRODUCT_DELETED)
     ProductTombstone.objects.update_or_create(
         product_id=product.pk,
-        defaults={"version": product.version, "data": event.payload["data"],
+        defaults={"version": product.version, "data": product_snapshot(product=product),
                   "deleted_at": product.updated_at},
     )
     product.delete()

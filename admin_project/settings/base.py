@@ -124,10 +124,20 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # none on this connection. A dead socket is caught by the I/O and confirm timeouts instead.
 CELERY_BROKER_HEARTBEAT = 0
 
+# How product changes become events. "outbox" (the only production value): an outbox row in the
+# change's transaction. Benchmark-only comparisons (bench/): "off" records nothing, "seed-inline"
+# publishes with pika inside the request like the seed project did (loses events on failure).
+EVENT_DELIVERY = env("ADMIN_EVENT_DELIVERY", default="outbox")
+if EVENT_DELIVERY not in ("outbox", "off", "seed-inline"):
+    raise ValueError(f"ADMIN_EVENT_DELIVERY must be outbox, off or seed-inline: {EVENT_DELIVERY}")
+
 # --- Outbox relay ---
 RELAY_MAX_EVENTS_PER_MESSAGE = env.int("ADMIN_RELAY_MAX_EVENTS_PER_MESSAGE", default=100)
 RELAY_CLAIM_SIZE = env.int("ADMIN_RELAY_CLAIM_SIZE", default=1000)
 RELAY_SWEEP_SECONDS = env.float("ADMIN_RELAY_SWEEP_SECONDS", default=1.0)
+# When busy (published within the last 50 ms), wait this long after a wake-up so that more
+# commits share one claim and one message. 0 disables.
+RELAY_LINGER_SECONDS = env.float("ADMIN_RELAY_LINGER_SECONDS", default=0.002)
 RELAY_CONFIRM_TIMEOUT = env.float("ADMIN_RELAY_CONFIRM_TIMEOUT", default=10.0)
 RELAY_MAX_BACKOFF_SECONDS = env.float("ADMIN_RELAY_MAX_BACKOFF_SECONDS", default=30.0)
 OUTBOX_RETENTION_HOURS = env.float("ADMIN_OUTBOX_RETENTION_HOURS", default=168.0)

@@ -1,4 +1,5 @@
 import signal
+import time
 
 from django.core.management.base import BaseCommand
 
@@ -17,8 +18,10 @@ class Command(BaseCommand):
     def handle(self, *args, once=False, sweep_seconds=None, **options):
         relay = Relay(sweep_seconds=sweep_seconds)
         if once:
+            started = time.perf_counter()
             n = relay.run_once()
-            self.stdout.write(f"published {n} events")
+            elapsed = time.perf_counter() - started
+            self.stdout.write(f"published {n} events in {elapsed:.3f}s")
             return
         signal.signal(signal.SIGTERM, relay.stop)
         signal.signal(signal.SIGINT, relay.stop)

@@ -1,0 +1,84 @@
+"""Baselines for the catalog drain, run as:  python bench/consumers.py seed|raw QUEUE N
+
+* seed: what the seed project's consumer.py did: pika, auto-ack, one Django ORM save per message.
+* raw:  the ceiling: pika, manual ack, one multi-row upsert and commit per 100 messages.
+Both write into the catalog database (CATALOG_DATABASE_URL) and print a JSON line."""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "catalog_project.settings.local")
+
+import django  # noqa: E402
+
+django.setup()
+
+import pika  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+from psycopg2.extras import execute_values  # noqa: E402
+
+from catalog_project.catalog.models import Product  # noqa: E402
+from catalog_project.catalog.services import _TEMPLATE, _UPSERT  # noqa: E402
+
+
+def seed(channel, queue: str, n: int) -> float:
+    state = {"count": 0, "t0": None}
+
+    def on_message(ch, method, properties, body):
+        if state["t0"] is None:
+            state["t0"] = time.perf_counter()
+        e = json.loads(body)
+        d = e["data"]
+        Product(id=e["product_id"], title=d["title"], image=d["image"], price=d["price"],
+                description=d["description"], version=e["version"], updated_at=d["updated_at"],
+                last_event_id=e["event_id"], applied_at=d["updated_at"]).save()
+        state["count"] += 1
+        if state["count"] >= n:
+            ch.stop_consuming()
+
+    channel.basic_consume(queue, on_message, auto_ack=True)
+    channel.start_consuming()
+    return time.perf_counter() - state["t0"]
+
+
+def raw(channel, queue: str, n: int, batch: int = 100) -> float:
+    channel.basic_qos(prefetch_count=batch * 5)
+    rows, count, t0 = [], 0, None
+    last_tag = None
+    for method, _props, body in channel.consume(queue, auto_ack=False):
+        if t0 is None:
+            t0 = time.perf_counter()
+        e = json.loads(body)
+        d = e["data"]
+        rows.append((e["product_id"], d["title"], d["image"], d["price"], d["description"],
+                     e["version"], d["updated_at"], False, e["event_id"]))
+        last_tag = method.delivery_tag
+        count += 1
+        if len(rows) >= batch or count >= n:
+            with transaction.atomic(), connection.cursor() as cur:
+                execute_values(cur.cursor, _UPSERT, rows, template=_TEMPLATE, page_size=500)
+            channel.basic_ack(last_tag, multiple=True)
+            rows = []
+        if count >= n:
+            break
+    channel.cancel()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    mode, queue, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    conn = pika.BlockingConnection(pika.URLParameters(settings.CELERY_BROKER_URL))
+    channel = conn.channel()
+    elapsed = (seed if mode == "seed" else raw)(channel, queue, n)
+    conn.close()
+    print(json.dumps({"mode": mode, "events": n, "seconds": elapsed,
+                      "events_per_s": n / elapsed}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""A small closed-loop HTTP load client: N threads POST products for S seconds.
+
+    python bench/http_load.py URL TOKEN THREADS SECONDS   -> JSON {rps, p50_ms, p99_ms, errors}"""
+
+import http.client
+import json
+import sys
+import threading
+import time
+from urllib.parse import urlsplit
+
+
+def main() -> None:
+    url, token, threads, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    parts = urlsplit(url)
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + seconds
+    body = json.dumps({"title": "load", "price": "1.00", "description": "bench"})
+    headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+
+    def run():
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        mine, bad = [], 0
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", parts.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status != 201:
+                    bad += 1
+            except (OSError, http.client.HTTPException):
+                bad += 1
+                conn.close()
+                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+            mine.append(time.perf_counter() - t0)
+        with lock:
+            latencies.extend(mine)
+            errors[0] += bad
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    t0 = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - t0
+    latencies.sort()
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
+    print(json.dumps({"requests": len(latencies), "rps": len(latencies) / elapsed,
+                      "p50_ms": pick(0.50), "p99_ms": pick(0.99), "errors": errors[0]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,365 @@
+"""`make bench`: every benchmark scenario in one run on this machine, so ratios are fair.
+
+Writes bench/results/<timestamp>.json and .png, and prints each figure beside its target.
+BENCH_N (default 50000) sets the drain size; BENCH_SMALL=1 shrinks everything (smoke run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from kombu import Connection, Exchange, Queue  # noqa: E402
+from psycopg2.extras import execute_values  # noqa: E402
+
+from product_events import contract  # noqa: E402
+from tests.support.stack import Stack, running_stack  # noqa: E402
+from tests.support.waiting import wait_until  # noqa: E402
+
+SMALL = os.environ.get("BENCH_SMALL") == "1"
+N = int(os.environ.get("BENCH_N", 300 if SMALL else 50_000))
+RESYNC_N = 500 if SMALL else 100_000
+MEMORY_N = 1_000 if SMALL else 200_000
+RATES = [(50, 2), (200, 2)] if SMALL else [(50, 10), (200, 10), (1000, 5)]
+HTTP_SECONDS = 2 if SMALL else 10
+PER_MESSAGE = 100
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+PRODUCTS = Exchange(contract.EXCHANGE, "topic", durable=True)
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def envelope(pid: int, version: int = 1) -> dict:
+    at = (T0 + timedelta(seconds=version)).isoformat().replace("+00:00", "Z")
+    return {"event_id": str(uuid.uuid4()), "type": "product.created", "product_id": pid,
+            "version": version, "occurred_at": at,
+            "data": {"id": pid, "title": f"Bench product {pid}", "image":
+                     f"https://img.example/{pid}.png", "price": f"{pid % 1000}.99",
+                     "description": "A product of about three hundred bytes of JSON, "
+                     "like the ones the admin sends.", "version": version,
+                     "created_at": at, "updated_at": at}}
+
+
+def task_message(events: list[dict]) -> tuple[bytes, dict]:
+    tid = str(uuid.uuid4())
+    body = json.dumps([[], {"events": events}, {"callbacks": None, "errbacks": None,
+                                                "chain": None, "chord": None}]).encode()
+    headers = {"lang": "py", "task": contract.TASK_APPLY_PRODUCT_EVENTS, "id": tid,
+               "root_id": tid, "retries": 0, "argsrepr": "[]",
+               "kwargsrepr": contract.task_summary(events)}
+    return body, headers
+
+
+def publish_tasks(stack: Stack, n: int, per_message: int, start_id: int = 1) -> None:
+    with Connection(stack.env["CELERY_BROKER_URL"]) as conn:
+        producer = conn.Producer()
+        for first in range(start_id, start_id + n, per_message):
+            events = [envelope(pid) for pid in range(first, min(first + per_message,
+                                                                start_id + n))]
+            body, headers = task_message(events)
+            producer.publish(body, exchange=PRODUCTS, routing_key="product.created",
+                             headers=headers, content_type="application/json",
+                             content_encoding="utf-8", delivery_mode=2, retry=False)
+
+
+def publish_seed_messages(stack: Stack, queue: str, n: int) -> None:
+    with Connection(stack.env["CELERY_BROKER_URL"]) as conn:
+        q = Queue(queue, durable=True)(conn.default_channel)
+        q.declare()
+        q.purge()
+        producer = conn.Producer()
+        for pid in range(1, n + 1):
+            producer.publish(json.dumps(envelope(pid)).encode(), exchange="", routing_key=queue,
+                             content_type="application/json", content_encoding="utf-8",
+                             delivery_mode=2, retry=False)
+
+
+def catalog_count(stack: Stack) -> int:
+    return stack.sql("catalog", "SELECT count(*) FROM catalog_product")[0][0]
+
+
+def truncate_catalog(stack: Stack) -> None:
+    stack.sql("catalog", "TRUNCATE catalog_product")
+
+
+def rss_kb(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+def drain_celery(stack: Stack, n: int, concurrency: int, per_message: int = PER_MESSAGE) -> dict:
+    truncate_catalog(stack)
+    publish_tasks(stack, n, per_message)
+    stack.env["CATALOG_WORKER_CONCURRENCY"] = str(concurrency)
+    stack.start("worker")
+    stack.wait_worker_ready()
+    t0 = time.perf_counter()
+    wait_until(lambda: catalog_count(stack) >= n, timeout=600, interval=0.02,
+               message="celery drain")
+    seconds = time.perf_counter() - t0
+    stack.kill("worker")
+    return {"events": n, "seconds": seconds, "events_per_s": n / seconds,
+            "processes": concurrency, "events_per_message": per_message}
+
+
+def drain_baseline(stack: Stack, mode: str, n: int) -> dict:
+    truncate_catalog(stack)
+    queue = f"bench.{mode}"
+    publish_seed_messages(stack, queue, n)
+    out = subprocess.run([sys.executable, "bench/consumers.py", mode, queue, str(n)], cwd=REPO,
+                         env=stack.env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr
+    assert catalog_count(stack) == n
+    with Connection(stack.env["CELERY_BROKER_URL"]) as conn:
+        conn.default_channel.queue_delete(queue)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def fill_outbox(stack: Stack, n: int) -> None:
+    now = datetime.now(UTC)
+    rows = []
+    for pid in range(1, n + 1):
+        env = envelope(pid)
+        rows.append((env["event_id"], env["type"], pid, 1, json.dumps(env), now))
+    import contextlib
+
+    import psycopg2
+
+    with contextlib.closing(psycopg2.connect(stack.env["ADMIN_DATABASE_URL"])) as conn, conn, \
+            conn.cursor() as cur:
+        cur.execute("TRUNCATE products_outboxevent")
+        execute_values(cur, "INSERT INTO products_outboxevent (event_id, type, product_id, "
+                            "version, payload, occurred_at) VALUES %s", rows, page_size=2000)
+
+
+def relay_throughput(stack: Stack, n: int) -> dict:
+    fill_outbox(stack, n)
+    out = stack.manage("admin_project", "relay", "--once")
+    assert out.returncode == 0, out.stderr
+    published, seconds = out.stdout.split("published ")[1].split(" events in ")
+    seconds = float(seconds.rstrip("s\n"))
+    with Connection(stack.env["CELERY_BROKER_URL"]) as conn:
+        conn.default_channel.queue_purge("catalog.products")
+    return {"events": int(published), "seconds": seconds, "events_per_s": int(published) / seconds}
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def latency(stack: Stack, rate: int, seconds: int) -> dict:
+    drivers = 2 if rate >= 500 else 1
+    procs = [subprocess.Popen([sys.executable, "bench/latency_driver.py", str(rate / drivers),
+                               str(seconds)], cwd=REPO, env=stack.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(drivers)]
+    commits = {}
+    achieved = 0.0
+    for p in procs:
+        out, err = p.communicate(timeout=seconds * 10 + 60)
+        assert p.returncode == 0, err
+        for line in out.splitlines():
+            o = json.loads(line)
+            commits[o["id"]] = o["t"]
+        achieved += float(err.split("achieved ")[1].split("/s")[0])
+    ids = list(commits)
+    wait_until(lambda: stack.sql("catalog", "SELECT count(*) FROM catalog_product WHERE id = "
+                                            "ANY(%s)", [ids])[0][0] == len(ids),
+               timeout=120, interval=0.1, message="latency events applied")
+    applied = dict(stack.sql("catalog", "SELECT id, extract(epoch FROM applied_at) FROM "
+                                        "catalog_product WHERE id = ANY(%s)", [ids]))
+    lat = [(float(applied[i]) - commits[i]) * 1000 for i in ids]
+    return {"rate": rate, "achieved_rate": achieved, "events": len(ids),
+            "p50_ms": percentile(lat, 0.50), "p95_ms": percentile(lat, 0.95),
+            "p99_ms": percentile(lat, 0.99), "max_ms": max(lat), "samples": lat}
+
+
+def http_create(stack: Stack, mode: str) -> dict:
+    stack.env["ADMIN_EVENT_DELIVERY"] = mode
+    stack.restart("admin")
+    from tests.support.stack import http_up
+
+    wait_until(lambda: http_up(f"{stack.admin}/admin/login/"), timeout=60, message="admin up")
+    token = stack.admin_session().headers["Authorization"].split()[1]
+    if mode == "seed-inline":
+        with Connection(stack.env["CELERY_BROKER_URL"]) as conn:
+            Queue("bench.seed", durable=True)(conn.default_channel).declare()
+    out = subprocess.run([sys.executable, "bench/http_load.py", f"{stack.admin}/api/products/",
+                          token, "8", str(HTTP_SECONDS)], cwd=REPO, capture_output=True,
+                         text=True, timeout=HTTP_SECONDS * 10 + 60)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout) | {"mode": mode}
+    stack.env["ADMIN_EVENT_DELIVERY"] = "outbox"
+    return result
+
+
+def resync(stack: Stack, n: int) -> dict:
+    stack.sql("admin", "TRUNCATE products_outboxevent")
+    stack.sql("admin", "TRUNCATE products_product RESTART IDENTITY CASCADE")
+    truncate_catalog(stack)
+    stack.sql("admin", "INSERT INTO products_product (title, image, price, description, version,"
+                       " created_at, updated_at) SELECT 'Resync ' || g, 'https://img.example/' "
+                       "|| g || '.png', (g %% 1000) + 0.99, 'resync bench', 1, now(), now() "
+                       "FROM generate_series(1, %s) g", [n])
+    t0 = time.perf_counter()
+    out = stack.manage("admin_project", "resync", "--restart", "--rate", "0", timeout=900)
+    assert out.returncode == 0, out.stderr
+    queued = time.perf_counter() - t0
+    wait_until(lambda: catalog_count(stack) >= n, timeout=900, interval=0.2,
+               message="resync applied")
+    return {"products": n, "seconds": time.perf_counter() - t0, "outbox_written_s": queued}
+
+
+def worker_memory(stack: Stack, n: int) -> dict:
+    truncate_catalog(stack)
+    stack.env["CATALOG_WORKER_CONCURRENCY"] = "2"
+    stack.start("worker")
+    stack.wait_worker_ready()
+    pids = [stack.worker_main_pid(), *stack.worker_children()]
+    publish_tasks(stack, 2_000, PER_MESSAGE, start_id=10_000_000)  # warm up
+    wait_until(lambda: catalog_count(stack) >= 2_000, timeout=120, interval=0.05)
+    start_rss = rss_kb(pids)
+    batch = 20_000
+    for first in range(0, n, batch):
+        publish_tasks(stack, min(batch, n - first), PER_MESSAGE, start_id=1 + first)
+    wait_until(lambda: catalog_count(stack) >= n + 2_000, timeout=900, interval=0.2,
+               message="memory run drained")
+    pids = [stack.worker_main_pid(), *stack.worker_children()]
+    end_rss = rss_kb(pids)
+    stack.kill("worker")
+    return {"events": n, "rss_start_mb": start_rss / 1024, "rss_end_mb": end_rss / 1024,
+            "growth_pct": (end_rss - start_rss) / start_rss * 100}
+
+
+def chart(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
+    bars = [("seed-style\nconsumer", results["drain"]["seed"]["events_per_s"]),
+            ("Celery\n1 process", results["drain"]["celery_1"]["events_per_s"]),
+            ("Celery\n2 processes", results["drain"]["celery_2"]["events_per_s"]),
+            ("raw pika +\nbatched upsert", results["drain"]["raw"]["events_per_s"]),
+            ("relay\n(confirms)", results["relay"]["events_per_s"])]
+    colors = ["#999999", "#4c72b0", "#4c72b0", "#dd8452", "#55a868"]
+    ax1.bar([b[0] for b in bars], [b[1] for b in bars], color=colors)
+    for i, (_, v) in enumerate(bars):
+        ax1.text(i, v, f"{v:,.0f}", ha="center", va="bottom")
+    ax1.set_ylabel("events per second")
+    ax1.set_title(f"Throughput (N = {results['n']:,} events)")
+    for r in results["latency"]:
+        ax2.hist(r["samples"], bins=60, histtype="step", linewidth=1.5,
+                 label=f"{r['rate']}/s: p99 {r['p99_ms']:.1f} ms")
+    ax2.set_xlabel("admin commit -> catalog row written (ms)")
+    ax2.set_ylabel("events")
+    ax2.set_yscale("log")
+    ax2.set_title("End-to-end latency")
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def table(r: dict) -> str:
+    d, seed, raw = r["drain"], r["drain"]["seed"]["events_per_s"], r["drain"]["raw"]["events_per_s"]
+    best = max(d["celery_1"]["events_per_s"], d["celery_2"]["events_per_s"])
+    http = {h["mode"]: h for h in r["http"]}
+    lat200 = next((x for x in r["latency"] if x["rate"] == 200), None)
+    rows = [
+        ("catalog drain, Celery, 1 process", f"{d['celery_1']['events_per_s']:,.0f} ev/s", ""),
+        ("catalog drain, Celery, 2 processes", f"{d['celery_2']['events_per_s']:,.0f} ev/s", ""),
+        ("seed-style consumer (auto-ack, ORM save)", f"{seed:,.0f} ev/s", ""),
+        ("raw pika + batched upsert (ceiling)", f"{raw:,.0f} ev/s", ""),
+        ("  drain vs seed-style", f"{best / seed:.1f}x", ">= 5x"),
+        ("  drain vs ceiling", f"{best / raw * 100:.0f}%", ">= 60%"),
+        ("relay, outbox -> broker with confirms", f"{r['relay']['events_per_s']:,.0f} ev/s",
+         ">= 5,000 ev/s"),
+    ]
+    for x in r["latency"]:
+        rows.append((f"latency at {x['rate']}/s (achieved {x['achieved_rate']:.0f}/s)",
+                     f"p50 {x['p50_ms']:.1f} / p95 {x['p95_ms']:.1f} / p99 {x['p99_ms']:.1f} / "
+                     f"max {x['max_ms']:.1f} ms", "p99 <= 25 ms" if x["rate"] == 200 else ""))
+    for mode in ("outbox", "off", "seed-inline"):
+        h = http[mode]
+        rows.append((f"HTTP create, events {mode}", f"{h['rps']:,.0f} req/s, p99 "
+                     f"{h['p99_ms']:.1f} ms, {h['errors']} errors", ""))
+    rows.append(("  with events vs without",
+                 f"{http['outbox']['rps'] / http['off']['rps'] * 100:.0f}%", ">= 90%"))
+    rows.append((f"resync of {r['resync']['products']:,} products, end to end",
+                 f"{r['resync']['seconds']:.1f} s", "<= 60 s"))
+    rows.append((f"worker RSS over {r['memory']['events']:,} events",
+                 f"{r['memory']['rss_start_mb']:.0f} -> {r['memory']['rss_end_mb']:.0f} MB "
+                 f"({r['memory']['growth_pct']:+.1f}%)", "< 10%"))
+    width = max(len(a) for a, _, _ in rows)
+    lines = [f"{'figure':<{width}}  {'measured':<52} target", "-" * (width + 70)]
+    lines += [f"{a:<{width}}  {b:<52} {c}" for a, b, c in rows]
+    if lat200 is None:
+        lines.append("(no 200/s latency run)")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    results: dict = {"n": N, "small": SMALL, "started": datetime.now(UTC).isoformat(),
+                     "machine": {"cores": os.cpu_count()}}
+    overrides = {"CATALOG_WEB_WORKERS": "1", "ADMIN_WEB_WORKERS": "2"}
+    with running_stack("bench", start=("admin", "catalog", "worker"),
+                       overrides=overrides) as stack:
+        stack.kill("worker")  # the topology is declared; drains start with a full queue
+        log(f"catalog drain: {N:,} events, Celery with 1 and 2 processes")
+        results["drain"] = {"celery_1": drain_celery(stack, N, 1),
+                            "celery_2": drain_celery(stack, N, 2)}
+        log("seed-style consumer and raw batched ceiling")
+        results["drain"]["seed"] = drain_baseline(stack, "seed", N)
+        results["drain"]["raw"] = drain_baseline(stack, "raw", N)
+        log(f"relay: {N:,} outbox rows")
+        results["relay"] = relay_throughput(stack, N)
+        stack.sql("admin", "TRUNCATE products_outboxevent")
+        truncate_catalog(stack)
+        stack.start("worker")
+        stack.wait_worker_ready()
+        stack.start("relay")
+        results["latency"] = []
+        for rate, seconds in RATES:
+            log(f"latency at {rate} events/s for {seconds}s")
+            results["latency"].append(latency(stack, rate, seconds))
+        results["http"] = []
+        for mode in ("outbox", "off", "seed-inline"):
+            log(f"HTTP create, events {mode}")
+            results["http"].append(http_create(stack, mode))
+        log(f"resync of {RESYNC_N:,} products")
+        results["resync"] = resync(stack, RESYNC_N)
+        stack.kill("relay")
+        stack.kill("worker")
+        log(f"worker memory over {MEMORY_N:,} events")
+        results["memory"] = worker_memory(stack, MEMORY_N)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out_dir = REPO / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{stamp}.json").write_text(json.dumps(results, indent=2))
+    chart(results, out_dir / f"{stamp}.png")
+    print()
+    print(table(results))
+    print(f"\nresults: bench/results/{stamp}.json, chart: bench/results/{stamp}.png")
+
+
+if __name__ == "__main__":
+    random.seed(1)
+    main()
+    _ = statistics  # (kept for readers extending the script)
