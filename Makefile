@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-admin test-catalog test-e2e test-faults-quick faults lint setup clean-venv
+.PHONY: run test test-admin test-catalog test-e2e test-faults-quick faults bench lint setup clean-venv
 
 # Run pytest; exit code 5 (no test collected) is an error here, and says so.
 define pytest
@@ -50,6 +50,10 @@ test-faults-quick: $(STAMP)
 ## faults: every fault-injection scenario, then the table (scenario, sent, applied, lost, ...)
 faults: $(STAMP)
 	$(call pytest,tests/faults -p no:django)
+
+## bench: every benchmark in one run; table, bench/results/<timestamp>.json and .png
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

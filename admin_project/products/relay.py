@@ -17,6 +17,7 @@ import logging
 import os
 import random
 import select
+import socket
 import threading
 import time
 import uuid
@@ -25,7 +26,7 @@ from datetime import timedelta
 from itertools import groupby
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 from kombu import Exchange
 
@@ -80,14 +81,28 @@ class Publisher:
     close = reset
 
 
+# Claim and mark in one statement; the transaction stays open until the broker confirmed the
+# messages, so a crash or a failed publish rolls the rows back to pending (SKIP LOCKED: several
+# relays never claim the same rows). payload::text is spliced into the message as it is.
+_CLAIM = """
+UPDATE products_outboxevent SET sent_at = now()
+WHERE id IN (SELECT id FROM products_outboxevent WHERE sent_at IS NULL
+             ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
+RETURNING id, type, product_id, version, event_id::text, payload::text
+"""
+_UNSEND = "UPDATE products_outboxevent SET sent_at = NULL WHERE id = ANY(%s)"
+_EMBED = '{"callbacks": null, "errbacks": null, "chain": null, "chord": null}'
+_ORIGIN = f"relay@{socket.gethostname()}"
+
+
 def outbox_publish_pending(*, publisher: Publisher | None = None, app=celery_app,
                            claim_size: int | None = None,
                            max_events_per_message: int | None = None,
                            stats: RelayStats | None = None) -> int:
-    """Claim up to ``claim_size`` pending rows, publish them, mark the confirmed ones sent.
+    """Claim up to ``claim_size`` pending rows, publish them, keep the confirmed ones sent.
 
-    Returns the number of events published. Raises if a publish failed (after marking what
-    was confirmed before the failure); the publisher is then reset."""
+    Returns the number of events published. Raises if a publish failed (after returning the
+    unconfirmed rows to pending); the publisher is then reset."""
     if publisher is None:
         publisher = Publisher(app)
         try:
@@ -100,31 +115,27 @@ def outbox_publish_pending(*, publisher: Publisher | None = None, app=celery_app
     per_message = max_events_per_message or settings.RELAY_MAX_EVENTS_PER_MESSAGE
     error: BaseException | None = None
     sent_ids: list[int] = []
-    with transaction.atomic():
-        rows = list(
-            OutboxEvent.objects.select_for_update(skip_locked=True)
-            .filter(sent_at__isnull=True)
-            .order_by("id")
-            .values_list("id", "type", "payload")[:claim_size]
-        )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_CLAIM, [claim_size])
+        rows = cursor.fetchall()
         if not rows:
             return 0
         try:
             producer = publisher.producer()
-            for event_type, group in groupby(sorted(rows, key=lambda r: (r[1], r[0])),
-                                             key=lambda r: r[1]):
+            rows.sort(key=lambda r: (r[1], r[0]))
+            for event_type, group in groupby(rows, key=lambda r: r[1]):
                 group = list(group)
                 for start in range(0, len(group), per_message):
                     chunk = group[start:start + per_message]
-                    _publish(publisher.app, producer, event_type, [r[2] for r in chunk])
+                    _publish(producer, event_type, chunk)
                     sent_ids.extend(r[0] for r in chunk)
                     if stats:
                         stats.published_messages += 1
         except Exception as exc:  # noqa: BLE001 - any failure leaves the rest pending
             error = exc
             publisher.reset()
-        if sent_ids:
-            OutboxEvent.objects.filter(id__in=sent_ids).update(sent_at=timezone.now())
+            sent = set(sent_ids)
+            cursor.execute(_UNSEND, [[r[0] for r in rows if r[0] not in sent]])
     if stats:
         stats.published_events += len(sent_ids)
     if error is not None:
@@ -132,25 +143,30 @@ def outbox_publish_pending(*, publisher: Publisher | None = None, app=celery_app
     return len(sent_ids)
 
 
-def _publish(app, producer, event_type: str, events: list[dict]) -> None:
+def _publish(producer, event_type: str, rows: list[tuple]) -> None:
+    """One Celery protocol-2 task message (docs/events.md) carrying ``rows``' events."""
     # One event: the Celery task id is the event id, so Flower shows it and logs correlate.
-    task_id = events[0]["event_id"] if len(events) == 1 else str(uuid.uuid4())
-    app.send_task(
-        contract.TASK_APPLY_PRODUCT_EVENTS,
-        args=[],
-        kwargs=contract.task_kwargs(events),
-        task_id=task_id,
-        exchange=PRODUCTS_EXCHANGE,
-        routing_key=contract.routing_key_for(event_type),
-        producer=producer,
-        declare=[],          # publishers declare only the exchange (at start), never queues
+    task_id = rows[0][4] if len(rows) == 1 else str(uuid.uuid4())
+    summary = contract.task_summary([
+        {"type": r[1], "product_id": r[2], "version": r[3], "event_id": r[4]} for r in rows])
+    body = '[[], {"events": [' + ", ".join(r[5] for r in rows) + "]}, " + _EMBED + "]"
+    headers = {
+        "lang": "py", "task": contract.TASK_APPLY_PRODUCT_EVENTS, "id": task_id,
+        "shadow": None, "eta": None, "expires": None, "group": None, "group_index": None,
+        "retries": 0, "timelimit": [None, None], "root_id": task_id, "parent_id": None,
+        "argsrepr": "[]", "kwargsrepr": summary, "origin": _ORIGIN, "ignore_result": True,
+        "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
+    }
+    producer.publish(
+        body.encode(), exchange=PRODUCTS_EXCHANGE,
+        routing_key=contract.routing_key_for(event_type), headers=headers,
+        content_type=contract.CONTENT_TYPE, content_encoding="utf-8", delivery_mode=2,
+        correlation_id=task_id, reply_to="",
         mandatory=True,      # unroutable -> error, not a silent drop
         retry=False,         # no blind retries: a failed publish is "unknown", row stays pending
         confirm_timeout=settings.RELAY_CONFIRM_TIMEOUT,
         timeout=settings.RELAY_CONFIRM_TIMEOUT,
-        argsrepr="[]",
-        kwargsrepr=contract.task_summary(events),
-        serializer="json",
+        declare=[],          # publishers declare only the exchange (at connect), never queues
     )
 
 
