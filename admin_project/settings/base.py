@@ -138,6 +138,8 @@ RELAY_SWEEP_SECONDS = env.float("ADMIN_RELAY_SWEEP_SECONDS", default=1.0)
 # When busy (published within the last 50 ms), wait this long after a wake-up so that more
 # commits share one claim and one message. 0 disables.
 RELAY_LINGER_SECONDS = env.float("ADMIN_RELAY_LINGER_SECONDS", default=0.002)
+# ... multiplied by the size of the last batch, up to this cap.
+RELAY_LINGER_MAX_SECONDS = env.float("ADMIN_RELAY_LINGER_MAX_SECONDS", default=0.02)
 RELAY_CONFIRM_TIMEOUT = env.float("ADMIN_RELAY_CONFIRM_TIMEOUT", default=10.0)
 RELAY_MAX_BACKOFF_SECONDS = env.float("ADMIN_RELAY_MAX_BACKOFF_SECONDS", default=30.0)
 OUTBOX_RETENTION_HOURS = env.float("ADMIN_OUTBOX_RETENTION_HOURS", default=168.0)
