@@ -8,7 +8,7 @@ import pytest
 from kombu import Connection, Queue
 
 from tests.support import processes
-from tests.support.broker_vhost import vhost_create, vhost_delete
+from tests.support.vhosts import vhost_create, vhost_delete
 
 pytestmark = pytest.mark.broker
 

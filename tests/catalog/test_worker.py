@@ -159,7 +159,7 @@ def test_transient_database_outage_is_retried_until_applied(worker, dlq_empty):
 def test_spent_retry_budget_parks_the_events_with_the_reason(django_db_setup):
     """A worker with a budget of 2 retries, on its own vhost, while the database refuses it."""
     from tests.support import processes
-    from tests.support.broker_vhost import vhost_create, vhost_delete
+    from tests.support.vhosts import vhost_create, vhost_delete
 
     vhost = f"budget-{uuid.uuid4().hex[:8]}"
     url = vhost_create(vhost)

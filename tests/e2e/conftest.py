@@ -13,19 +13,10 @@ import pytest
 import requests
 
 from tests.support import pg, processes
+from tests.support.stack import env_example
 from tests.support.waiting import wait_until
 
 REPO = processes.REPO
-
-
-def env_example() -> dict[str, str]:
-    values = {}
-    for line in (REPO / ".env.example").read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            values[key] = value
-    return values
 
 
 @dataclass

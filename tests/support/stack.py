@@ -19,7 +19,7 @@ import psycopg2
 import requests
 
 from tests.support import amqp, pg, processes
-from tests.support.broker_vhost import vhost_create, vhost_delete
+from tests.support.vhosts import vhost_create, vhost_delete
 from tests.support.waiting import wait_until
 
 REPO = processes.REPO
