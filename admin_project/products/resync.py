@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 
 import requests
 from django.db import transaction
-from django.utils import timezone
 
 from product_events import contract
 
-from . import services
-from .models import OutboxEvent, Product, ProductTombstone, ResyncCheckpoint
+from . import selectors, services
+from .models import Product, ProductTombstone, ResyncCheckpoint
 
 logger = logging.getLogger("admin_project.resync")
 
@@ -40,10 +39,6 @@ def products_republish(*, product_ids: list[int]) -> int:
     return len(items)
 
 
-def outbox_pending_count() -> int:
-    return OutboxEvent.objects.filter(sent_at__isnull=True).count()
-
-
 def products_resync(*, batch_size: int = 500, rate: float | None = None,
                     max_pending: int = 20_000, restart: bool = False,
                     sleep: Callable[[float], None] = time.sleep,
@@ -63,7 +58,7 @@ def products_resync(*, batch_size: int = 500, rate: float | None = None,
     queued = 0
     started = time.monotonic()
     while True:
-        while max_pending and outbox_pending_count() > max_pending:
+        while max_pending and selectors.outbox_pending_count() > max_pending:
             sleep(0.5)  # let the relay catch up: resync must not bury live changes
         with transaction.atomic():
             after = checkpoint.last_product_id
@@ -160,7 +155,3 @@ def drift_report(drift: Drift, limit: int = 20) -> str:
             shown = ", ".join(map(str, ids[:limit])) + (" ..." if len(ids) > limit else "")
             lines.append(f"  {name:<12} {len(ids):>7}  ({help_}): {shown}")
     return "\n".join(lines)
-
-
-def now_iso() -> str:
-    return timezone.now().isoformat()

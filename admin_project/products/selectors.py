@@ -1,6 +1,6 @@
 """Reads."""
 
-from django.db.models import Min, QuerySet
+from django.db.models import QuerySet
 
 from .models import OutboxEvent, Product
 
@@ -9,8 +9,6 @@ def product_list() -> QuerySet[Product]:
     return Product.objects.order_by("id")
 
 
-def outbox_pending_stats() -> dict:
-    """Backlog of the outbox: how many events wait, and since when."""
-    pending = OutboxEvent.objects.filter(sent_at__isnull=True)
-    agg = pending.aggregate(oldest=Min("occurred_at"))
-    return {"pending": pending.count(), "oldest_occurred_at": agg["oldest"]}
+def outbox_pending_count() -> int:
+    """How many events wait in the outbox for the relay."""
+    return OutboxEvent.objects.filter(sent_at__isnull=True).count()

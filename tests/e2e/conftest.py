@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.support import pg, processes
-from tests.support.stack import env_example
+from tests.support.stack import env_example, http_up
 from tests.support.waiting import wait_until
 
 REPO = processes.REPO
@@ -37,13 +37,6 @@ class Stack:
         r.raise_for_status()
         s.headers["Authorization"] = f"Token {r.json()['token']}"
         return s
-
-
-def _up(url: str, ok=(200,)) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code in ok
-    except requests.RequestException:
-        return False
 
 
 @pytest.fixture(scope="session")
@@ -96,8 +89,8 @@ def stack():
             password=values["DJANGO_SUPERUSER_PASSWORD"], proc=proc, env=env,
         )
         wait_until(lambda: not proc.alive() or (
-            _up(f"{stack.admin}/admin/login/") and _up(f"{stack.catalog}/api/products/")
-            and _up(f"{stack.flower}/", ok=(401,))
+            http_up(f"{stack.admin}/admin/login/") and http_up(f"{stack.catalog}/api/products/")
+            and http_up(f"{stack.flower}/", ok=(401,))
             and " ready." in proc.log() and "relay started" in proc.log()),
             timeout=90, message=lambda: f"the stack to start:\n{proc.tail(60)}")
         assert proc.alive(), proc.tail(60)

@@ -4,6 +4,7 @@ check (admin == catalog, no resurrected deletes, outbox drained, DLQ == the inje
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import random
 import signal
@@ -87,8 +88,6 @@ def test_worker_child_and_whole_worker_sigkilled_while_thousands_flow(report):
             seen = wait_progress(stack, seen + 200)
             children = stack.worker_children()
             assert children, "no pool children found"
-            import os
-
             os.kill(random.choice(children), signal.SIGKILL)
         for _ in range(2):  # the whole worker dies: its unacked messages go back to the queue
             seen = wait_progress(stack, seen + 200)

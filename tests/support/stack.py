@@ -4,10 +4,8 @@ started on its own so that tests can kill and restart any of them (honcho would 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -222,14 +220,6 @@ def running_stack(name: str, *, start=("admin", "catalog", "relay", "worker"),
         vhost_delete(vhost)
         pg.database_drop(admin_db)
         pg.database_drop(catalog_db)
-
-
-def dump(obj) -> str:
-    return json.dumps(obj, indent=2, default=str)
-
-
-def shell_join(argv) -> str:
-    return shlex.join(argv)
 
 
 def wait_converged(stack: Stack, timeout: float) -> float:
