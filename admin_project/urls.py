@@ -1,9 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from admin_project.products.views import ProductViewSet
+from common.health import healthz, readyz
+from common.metrics import metrics_view
 
 router = DefaultRouter()
 router.register("products", ProductViewSet, basename="product")
@@ -11,5 +14,13 @@ router.register("products", ProductViewSet, basename="product")
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/auth/token/", obtain_auth_token, name="api-token"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include(router.urls)),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
 ]
+
+handler404 = "common.errors.not_found"
+handler500 = "common.errors.server_error"

@@ -1,11 +1,22 @@
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from catalog_project.catalog.views import ProductViewSet
+from common.health import healthz, readyz
+from common.metrics import metrics_view
 
 router = DefaultRouter()
 router.register("products", ProductViewSet, basename="product")
 
 urlpatterns = [
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include(router.urls)),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
 ]
+
+handler404 = "common.errors.not_found"
+handler500 = "common.errors.server_error"

@@ -9,7 +9,7 @@ Wire format (see docs/events.md):
   events. Consumers must treat every event on its own (idempotent, ordered by ``version``).
 * Envelope: ``event_id``, ``type``, ``product_id``, ``version``, ``occurred_at``, ``data``
   (the full product snapshot after the change; for a delete, the last state with the delete's
-  version).
+  version), and optionally ``trace_id`` (the request that made the change).
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class ProductEvent:
     version: int
     occurred_at: str
     data: dict[str, Any]
+    trace_id: str | None = None
 
     @property
     def is_delete(self) -> bool:
@@ -66,7 +67,7 @@ class ProductEvent:
             "version": self.version,
             "occurred_at": self.occurred_at,
             "data": self.data,
-        }
+        } | ({"trace_id": self.trace_id} if self.trace_id else {})
 
 
 def routing_key_for(event_type: str) -> str:
@@ -77,7 +78,7 @@ def routing_key_for(event_type: str) -> str:
 
 def envelope_build(
     *, event_type: str, product_id: int, version: int, occurred_at: datetime,
-    data: dict[str, Any], event_id: str | None = None,
+    data: dict[str, Any], event_id: str | None = None, trace_id: str | None = None,
 ) -> dict[str, Any]:
     """Build an envelope (a plain JSON-ready dict). ``occurred_at`` must be timezone-aware."""
     if occurred_at.tzinfo is None:
@@ -90,6 +91,8 @@ def envelope_build(
         "occurred_at": occurred_at.isoformat().replace("+00:00", "Z"),
         "data": data,
     }
+    if trace_id:
+        envelope["trace_id"] = trace_id
     envelope_validate(envelope)
     return envelope
 
@@ -147,6 +150,7 @@ def envelope_validate(raw: Any) -> ProductEvent:
     return ProductEvent(
         event_id=raw["event_id"], type=raw["type"], product_id=raw["product_id"],
         version=raw["version"], occurred_at=raw["occurred_at"], data=raw["data"],
+        trace_id=raw.get("trace_id"),
     )
 
 

@@ -6,7 +6,7 @@
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "catalog_project.settings.local")
 
@@ -22,3 +22,20 @@ app.conf.task_default_routing_key = topology.catalog_queue.routing_key
 # Declares the topology on every (re)connect, before consuming, and parks (with a reason) what
 # Celery cannot turn into a task instead of dropping it.
 app.conf.worker_consumer = "workers.consumer:CatalogConsumer"
+
+
+# --- Prometheus metrics: children count into files, this (parent) process serves them. ---
+@signals.celeryd_init.connect
+def _metrics_prepare(**_kwargs):
+    from common import metrics
+
+    metrics.multiprocess_prepare(prefix="catalog-worker")
+
+
+@signals.worker_ready.connect
+def _metrics_serve(**_kwargs):
+    from django.conf import settings
+
+    from common import metrics
+
+    metrics.exporter_start(settings.CATALOG_WORKER_METRICS_BIND)

@@ -11,7 +11,7 @@ import logging
 import socket
 
 from product_events import contract
-from workers import topology
+from workers import metrics, topology
 
 logger = logging.getLogger("workers.parking")
 
@@ -42,6 +42,7 @@ def park_events(*, app, request, items: list[tuple[object, str]]) -> None:
                 kwargsrepr=_safe_summary(events),
                 argsrepr="[]",
             )
+    metrics.dead_lettered(len(items), kind="event")
 
 
 def park_message(*, app, message, reason: str) -> None:
@@ -59,6 +60,7 @@ def park_message(*, app, message, reason: str) -> None:
             content_encoding=message.content_encoding or "binary",
             delivery_mode=2, mandatory=True, retry=False, declare=[],
         )
+    metrics.dead_lettered(1, kind="message")
 
 
 def _safe_summary(events) -> str:

@@ -9,8 +9,9 @@ from celery.exceptions import Reject
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 
+from common.trace import trace_id_set
 from product_events import contract
-from workers import parking, topology
+from workers import metrics, parking, topology
 from workers.catalog import app
 
 logger = logging.getLogger("workers.tasks")
@@ -37,6 +38,7 @@ def apply_product_events(self, events=None, **unexpected):
         reason = ("invalid task arguments: expected kwargs {'events': [<envelope>, ...]}, got "
                   f"events={type(events).__name__} and extra {sorted(unexpected)}")
         logger.error("parking message %s: %s", self.request.id, reason)
+        metrics.dead_lettered(1, kind="message")
         raise Reject(reason, requeue=False)  # the whole message goes to the DLQ as it is
 
     from catalog_project.catalog.services import product_events_apply
@@ -47,6 +49,8 @@ def apply_product_events(self, events=None, **unexpected):
             valid.append(contract.envelope_validate(raw))
         except contract.InvalidEvent as exc:
             invalid.append((raw, str(exc)))
+    trace_ids = sorted({ev.trace_id for ev in valid if ev.trace_id})
+    trace_id_set(trace_ids[0] if len(trace_ids) == 1 else None)  # this task's log lines
 
     try:
         result = product_events_apply(events=valid)
@@ -62,6 +66,7 @@ def apply_product_events(self, events=None, **unexpected):
                                 items=[(ev, reason) for ev in good])
             return {"applied": 0, "stale": 0, "parked": len(good) + len(invalid)}
         countdown = retry_countdown(self.request.retries)
+        metrics.retried()
         logger.warning("transient error applying %d events (%s); retry %d in %ds",
                        len(good), exc, self.request.retries + 1, countdown)
         raise self.retry(kwargs=contract.task_kwargs(good), exc=exc, countdown=countdown,
@@ -72,9 +77,19 @@ def apply_product_events(self, events=None, **unexpected):
         # one by one so that the good events of this batch still land.
         return _apply_one_by_one(self, valid, invalid, first_error=exc)
 
+    _applied(result, trace_ids)
     if invalid:
         parking.park_events(app=app, request=self.request, items=invalid)
     return {"applied": result.applied, "stale": result.stale, "parked": len(invalid)}
+
+
+def _applied(result, trace_ids) -> None:
+    """Metrics, and one log line per batch naming what changed and the trace id(s)."""
+    metrics.applied(result.applied_events, result.stale)
+    if logger.isEnabledFor(logging.INFO):
+        logger.info("applied %d, stale %d: %s", result.applied, result.stale,
+                    contract.task_summary([ev.as_dict() for ev in result.applied_events]),
+                    extra={"trace_ids": trace_ids[:100]})
 
 
 def _apply_one_by_one(task, valid, invalid, first_error):
@@ -93,6 +108,7 @@ def _apply_one_by_one(task, valid, invalid, first_error):
             continue
         applied += result.applied
         stale += result.stale
+        _applied(result, [event.trace_id] if event.trace_id else [])
     if invalid:
         parking.park_events(app=app, request=task.request, items=invalid)
     return {"applied": applied, "stale": stale, "parked": len(invalid)}

@@ -1,7 +1,6 @@
-from rest_framework.pagination import PageNumberPagination
+from common.pagination import StrictPageNumberPagination
 
 
-class ProductPagination(PageNumberPagination):
+class ProductPagination(StrictPageNumberPagination):
     page_size = 50
-    page_size_query_param = "page_size"
     max_page_size = 500

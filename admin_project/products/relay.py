@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import connection, connections, transaction
 from django.utils import timezone
 from kombu import Exchange
+from prometheus_client import Counter, Gauge
 
 from admin_project.celery_app import app as celery_app
 from product_events import contract
@@ -39,6 +40,15 @@ from .services import OUTBOX_CHANNEL
 logger = logging.getLogger("admin_project.relay")
 
 PRODUCTS_EXCHANGE = Exchange(contract.EXCHANGE, contract.EXCHANGE_TYPE, durable=True)
+
+
+EVENTS_PUBLISHED = Counter("relay_events_published",
+                           "Events confirmed by the broker (then marked sent).")
+MESSAGES_PUBLISHED = Counter("relay_messages_published",
+                             "Task messages confirmed by the broker (each carries 1+ events).")
+PUBLISH_FAILURES = Counter("relay_publish_failures",
+                           "Failed claim/publish cycles (events stayed pending, retried).")
+HEARTBEAT = Gauge("relay_heartbeat_timestamp_seconds", "When the relay loop last went round.")
 
 
 @dataclass
@@ -88,7 +98,7 @@ _CLAIM = """
 UPDATE products_outboxevent SET sent_at = now()
 WHERE id IN (SELECT id FROM products_outboxevent WHERE sent_at IS NULL
              ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
-RETURNING id, type, product_id, version, event_id::text, payload::text
+RETURNING id, type, product_id, version, event_id::text, payload::text, payload->>'trace_id'
 """
 _UNSEND = "UPDATE products_outboxevent SET sent_at = NULL WHERE id = ANY(%s)"
 _EMBED = '{"callbacks": null, "errbacks": null, "chain": null, "chord": null}'
@@ -115,6 +125,7 @@ def outbox_publish_pending(*, publisher: Publisher | None = None, app=celery_app
     per_message = max_events_per_message or settings.RELAY_MAX_EVENTS_PER_MESSAGE
     error: BaseException | None = None
     sent_ids: list[int] = []
+    published: list[list[tuple]] = []
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_CLAIM, [claim_size])
         rows = cursor.fetchall()
@@ -129,6 +140,7 @@ def outbox_publish_pending(*, publisher: Publisher | None = None, app=celery_app
                     chunk = group[start:start + per_message]
                     _publish(producer, event_type, chunk)
                     sent_ids.extend(r[0] for r in chunk)
+                    published.append(chunk)
                     if stats:
                         stats.published_messages += 1
         except Exception as exc:  # noqa: BLE001 - any failure leaves the rest pending
@@ -138,9 +150,25 @@ def outbox_publish_pending(*, publisher: Publisher | None = None, app=celery_app
             cursor.execute(_UNSEND, [[r[0] for r in rows if r[0] not in sent]])
     if stats:
         stats.published_events += len(sent_ids)
+    EVENTS_PUBLISHED.inc(len(sent_ids))
+    MESSAGES_PUBLISHED.inc(len(published))
+    for chunk in published:  # committed: these are sent for good
+        _log_published(chunk)
     if error is not None:
         raise error
     return len(sent_ids)
+
+
+def _log_published(rows: list[tuple]) -> None:
+    """One line per message, carrying the trace id(s) of its events (docs/operations.md)."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    trace_ids = sorted({r[6] for r in rows if r[6]})
+    summary = contract.task_summary(
+        [{"type": r[1], "product_id": r[2], "version": r[3], "event_id": r[4]} for r in rows])
+    logger.info("published %s", summary, extra={
+        "trace_id": trace_ids[0] if len(trace_ids) == 1 else "-",
+        "trace_ids": trace_ids[:100], "events": len(rows)})
 
 
 def _publish(producer, event_type: str, rows: list[tuple]) -> None:
@@ -250,6 +278,8 @@ class Relay:
         self._reported_events = 0
         self.linger = settings.RELAY_LINGER_SECONDS
         self.linger_max = settings.RELAY_LINGER_MAX_SECONDS
+        self.heartbeat_file = settings.RELAY_HEARTBEAT_FILE
+        self._last_beat = 0.0
 
     def stop(self, *_args) -> None:
         """Ask the loop to finish (safe to call from a signal handler or another thread)."""
@@ -286,6 +316,7 @@ class Relay:
         last_batch = 0
         try:
             while not self.stop_event.is_set():
+                self._beat()
                 try:
                     n = self.run_once()
                     last_batch = n
@@ -312,6 +343,20 @@ class Relay:
             connections.close_all()
             logger.info("relay stopped (%d events published)", self.stats.published_events)
 
+    def _beat(self) -> None:
+        """Liveness: the loop went round (``manage.py relay --check`` reads the file)."""
+        now = time.time()
+        if now - self._last_beat < 1.0:
+            return
+        self._last_beat = now
+        HEARTBEAT.set(now)
+        if self.heartbeat_file:
+            try:
+                with open(self.heartbeat_file, "w") as f:
+                    f.write(f"{now:.3f}\n")
+            except OSError as exc:
+                logger.warning("cannot write heartbeat file %s: %s", self.heartbeat_file, exc)
+
     def _report(self) -> None:
         """One INFO line per 10 s of activity (a line per publish costs real CPU under load)."""
         now = time.monotonic()
@@ -325,6 +370,7 @@ class Relay:
 
     def _on_failure(self, exc: BaseException) -> None:
         self.stats.failures += 1
+        PUBLISH_FAILURES.inc()
         self.publisher.reset()
         self._backoff = min(self.max_backoff, max(0.5, self._backoff * 2))
         delay = self._backoff * random.uniform(0.5, 1.0)

@@ -1,5 +1,6 @@
 """Reads."""
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from .models import OutboxEvent, Product
@@ -7,6 +8,16 @@ from .models import OutboxEvent, Product
 
 def product_list() -> QuerySet[Product]:
     return Product.objects.order_by("id")
+
+
+def outbox_backlog() -> tuple[int, float]:
+    """(pending events, age in seconds of the oldest pending one, 0 when none)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(occurred_at)), 0)"
+            " FROM products_outboxevent WHERE sent_at IS NULL")
+        pending, age = cursor.fetchone()
+    return pending, float(age)
 
 
 def outbox_pending_count() -> int:

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from common.trace import trace_id_get
 from product_events import contract
 
 from .models import OutboxEvent, Product, ProductTombstone
@@ -44,13 +45,16 @@ def outbox_event_record(*, product: Product, event_type: str) -> OutboxEvent | N
 
 def outbox_events_record(*, items: list[tuple]) -> list[OutboxEvent]:
     """Record events ``(type, product_id, version, occurred_at, data)`` in the current
-    transaction, and wake the relay on commit."""
+    transaction, and wake the relay on commit. Each carries the current trace id (the HTTP
+    request's, or the command run's)."""
     if not connection.in_atomic_block:
         raise RuntimeError("outbox_event_record must run inside the change's transaction")
+    trace_id = trace_id_get()
     rows = []
     for event_type, product_id, version, occurred_at, data in items:
         envelope = contract.envelope_build(event_type=event_type, product_id=product_id,
-                                           version=version, occurred_at=occurred_at, data=data)
+                                           version=version, occurred_at=occurred_at, data=data,
+                                           trace_id=trace_id)
         rows.append(OutboxEvent(event_id=envelope["event_id"], type=event_type,
                                 product_id=product_id, version=version, payload=envelope,
                                 occurred_at=occurred_at))

@@ -2,9 +2,12 @@
 (variables prefixed ADMIN_, plus shared infrastructure such as CELERY_BROKER_URL), read through
 one django-environ ``env``; a ``.env`` file at the repository root is read if present."""
 
+import tempfile
 from pathlib import Path
 
 import environ
+
+from common.logs import logging_config
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 BASE_DIR = REPO_DIR / "admin_project"
@@ -26,11 +29,15 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served locally (no CDN)
     "rest_framework.authtoken",
     "admin_project.products",
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "common.trace.TraceIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -39,6 +46,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "admin_project.urls"
@@ -93,7 +101,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Logged in AND holding the model permission (add/change/delete_product) to write.
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.DjangoModelPermissions"],
     "DEFAULT_PAGINATION_CLASS": "admin_project.products.pagination.ProductPagination",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",
                                  "rest_framework.renderers.BrowsableAPIRenderer"],
@@ -101,7 +110,30 @@ REST_FRAMEWORK = {
                                "rest_framework.parsers.FormParser",
                                "rest_framework.parsers.MultiPartParser"],
     "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Per process (local-memory cache): with N gunicorn workers a client gets up to N x the rate.
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.AnonRateThrottle",
+                                 "rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"anon": env("ADMIN_THROTTLE_ANON", default="30/minute"),
+                               "user": env("ADMIN_THROTTLE_USER", default="6000/minute")},
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Product admin API",
+    "DESCRIPTION": "Create, update and delete products. Every change is published as a product "
+                   "event (docs/events.md). Writes need a token (POST /api/auth/token/) or a "
+                   "session, and the Django model permission for the change.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "common.openapi.error_responses"],
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+# /metrics: scrape-time collectors added to the process metrics.
+METRICS_COLLECTORS = ["admin_project.products.metrics.OutboxCollector"]
 
 # --- Celery: the admin only publishes (the relay); it never runs a worker. ---
 # Celery reads the CELERY_BROKER_URL environment variable even over this setting, so per-process
@@ -143,19 +175,13 @@ RELAY_LINGER_MAX_SECONDS = env.float("ADMIN_RELAY_LINGER_MAX_SECONDS", default=0
 RELAY_CONFIRM_TIMEOUT = env.float("ADMIN_RELAY_CONFIRM_TIMEOUT", default=10.0)
 RELAY_MAX_BACKOFF_SECONDS = env.float("ADMIN_RELAY_MAX_BACKOFF_SECONDS", default=30.0)
 OUTBOX_RETENTION_HOURS = env.float("ADMIN_OUTBOX_RETENTION_HOURS", default=168.0)
+# Liveness: the relay rewrites this file every loop (~1 s); `manage.py relay --check` reads it.
+RELAY_HEARTBEAT_FILE = env("ADMIN_RELAY_HEARTBEAT_FILE",
+                           default=str(Path(tempfile.gettempdir()) / "admin-relay.heartbeat"))
+# The relay's Prometheus exporter, host:port ("" turns it off).
+RELAY_METRICS_BIND = env("ADMIN_RELAY_METRICS_BIND", default="127.0.0.1:9101")
 
 LOG_LEVEL = env("ADMIN_LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django.db.backends": {"level": "INFO"},
-        "amqp": {"level": "WARNING"},
-        "kombu": {"level": "WARNING"},
-    },
-}
+# "plain" for people, "json" (one object per line) for log shippers; both carry trace_id.
+LOG_FORMAT = env("ADMIN_LOG_FORMAT", default="plain")
+LOGGING = logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT, quiet={"django.db.backends": "INFO"})

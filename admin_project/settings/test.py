@@ -3,6 +3,8 @@
 import os
 
 os.environ.setdefault("ADMIN_SECRET_KEY", "test-only-not-secret")
+os.environ.setdefault("ADMIN_THROTTLE_ANON", "1000000/second")
+os.environ.setdefault("ADMIN_THROTTLE_USER", "1000000/second")
 
 from .base import *  # noqa: E402,F403
 

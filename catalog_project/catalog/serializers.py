@@ -6,5 +6,6 @@ from .models import Product
 class ProductSerializer(serializers.ModelSerializer):
     class Meta:
         model = Product
-        fields = ["id", "title", "image", "price", "description", "version", "updated_at"]
+        fields = ["id", "title", "image", "price", "description", "version", "updated_at",
+                  "last_trace_id"]
         read_only_fields = fields

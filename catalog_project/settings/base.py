@@ -7,6 +7,8 @@ from pathlib import Path
 
 import environ
 
+from common.logs import logging_config
+
 REPO_DIR = Path(__file__).resolve().parents[2]
 BASE_DIR = REPO_DIR / "catalog_project"
 
@@ -23,14 +25,20 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served locally (no CDN)
     "catalog_project.catalog",
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "common.trace.TraceIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "catalog_project.urls"
@@ -75,7 +83,25 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",
                                  "rest_framework.renderers.BrowsableAPIRenderer"],
     "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Per process (local-memory cache): with N gunicorn workers a client gets up to N x the rate.
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.AnonRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"anon": env("CATALOG_THROTTLE_ANON", default="12000/minute")},
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Product catalog API (read-only)",
+    "DESCRIPTION": "The catalog's copy of the products, kept up to date from product events. "
+                   "Deleted products answer 404.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "common.openapi.error_responses"],
+}
+# /metrics: scrape-time collectors added to the process metrics.
+METRICS_COLLECTORS = ["catalog_project.catalog.metrics.CatalogCollector"]
 
 # --- Celery (the catalog worker in workers/catalog.py) ---
 # Celery reads the CELERY_BROKER_URL environment variable even over this setting, so per-process
@@ -111,6 +137,9 @@ CELERY_WORKER_SEND_TASK_EVENTS = True         # Flower
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False      # Django owns logging
 CELERY_WORKER_REDIRECT_STDOUTS = False
 
+# The worker's Prometheus exporter (served by the worker's main process), host:port; "" = off.
+CATALOG_WORKER_METRICS_BIND = env("CATALOG_WORKER_METRICS_BIND", default="127.0.0.1:9102")
+
 # Retry policy for transient errors (database unavailable, connection reset): exponential
 # backoff with jitter, then the message is parked in the dead-letter queue.
 CATALOG_RETRY_MAX = env.int("CATALOG_RETRY_MAX", default=10)
@@ -118,16 +147,6 @@ CATALOG_RETRY_BACKOFF_BASE = env.float("CATALOG_RETRY_BACKOFF_BASE", default=1.0
 CATALOG_RETRY_BACKOFF_MAX = env.float("CATALOG_RETRY_BACKOFF_MAX", default=120.0)
 
 LOG_LEVEL = env("CATALOG_LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "amqp": {"level": "WARNING"},
-        "kombu": {"level": "WARNING"},
-    },
-}
+# "plain" for people, "json" (one object per line) for log shippers; both carry trace_id.
+LOG_FORMAT = env("CATALOG_LOG_FORMAT", default="plain")
+LOGGING = logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)

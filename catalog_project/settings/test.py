@@ -3,6 +3,7 @@
 import os
 
 os.environ.setdefault("CATALOG_SECRET_KEY", "test-only-not-secret")
+os.environ.setdefault("CATALOG_THROTTLE_ANON", "1000000/second")
 
 from .base import *  # noqa: E402,F403
 

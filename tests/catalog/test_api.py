@@ -25,7 +25,7 @@ def test_list_and_detail_without_login(client):
     assert [p["id"] for p in page["results"]] == [1, 2]
     detail = client.get("/api/products/1/").json()
     assert set(detail) == {"id", "title", "image", "price", "description", "version",
-                           "updated_at"}
+                           "updated_at", "last_trace_id"}
     assert detail["price"] == "1.00" and detail["version"] == 1
 
 

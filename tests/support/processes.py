@@ -62,7 +62,9 @@ def base_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env.update(PYTHONUNBUFFERED="1", ADMIN_SECRET_KEY="test-only-not-secret",
-               CATALOG_SECRET_KEY="test-only-not-secret")
+               CATALOG_SECRET_KEY="test-only-not-secret",
+               # exporters off unless a test gives them a free port (tests run side by side)
+               ADMIN_RELAY_METRICS_BIND="", CATALOG_WORKER_METRICS_BIND="")
     env.update(overrides)
     return env
 

@@ -1,9 +1,13 @@
 import signal
+import sys
 import time
+from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from admin_project.products.relay import Relay
+from common.metrics import exporter_start
 
 
 class Command(BaseCommand):
@@ -14,8 +18,16 @@ class Command(BaseCommand):
                             help="publish what is pending now, then exit (non-zero on failure)")
         parser.add_argument("--sweep-seconds", type=float, default=None,
                             help="how often to look for pending rows without a notification")
+        parser.add_argument("--check", action="store_true",
+                            help="healthcheck: exit 0 if a running relay's loop went round "
+                                 "within --max-age seconds (its heartbeat file), else 1")
+        parser.add_argument("--max-age", type=float, default=60.0,
+                            help="with --check: the oldest acceptable heartbeat (default 60)")
 
-    def handle(self, *args, once=False, sweep_seconds=None, **options):
+    def handle(self, *args, once=False, sweep_seconds=None, check=False, max_age=60.0,
+               **options):
+        if check:
+            return self._check(max_age)
         relay = Relay(sweep_seconds=sweep_seconds)
         if once:
             started = time.perf_counter()
@@ -23,6 +35,19 @@ class Command(BaseCommand):
             elapsed = time.perf_counter() - started
             self.stdout.write(f"published {n} events in {elapsed:.3f}s")
             return
+        exporter_start(settings.RELAY_METRICS_BIND)
         signal.signal(signal.SIGTERM, relay.stop)
         signal.signal(signal.SIGINT, relay.stop)
         relay.run_forever()
+
+    def _check(self, max_age: float) -> None:
+        path = Path(settings.RELAY_HEARTBEAT_FILE)
+        try:
+            age = time.time() - float(path.read_text().strip())
+        except (OSError, ValueError) as exc:
+            self.stderr.write(f"relay unhealthy: no heartbeat in {path} ({exc})")
+            sys.exit(1)
+        if age > max_age:
+            self.stderr.write(f"relay unhealthy: last heartbeat {age:.0f}s ago (> {max_age:g}s)")
+            sys.exit(1)
+        self.stdout.write(f"relay ok: heartbeat {age:.1f}s ago")

@@ -1,0 +1,16 @@
+"""Admin metrics read at scrape time (the relay's counters are on its own exporter)."""
+
+from prometheus_client.core import GaugeMetricFamily
+
+from . import selectors
+
+
+class OutboxCollector:
+    def collect(self):
+        pending, oldest_age = selectors.outbox_backlog()
+        yield GaugeMetricFamily("outbox_pending_events",
+                                "Events recorded but not yet confirmed by the broker.",
+                                value=pending)
+        yield GaugeMetricFamily("outbox_oldest_pending_age_seconds",
+                                "Age of the oldest pending outbox event (0 when none).",
+                                value=oldest_age)

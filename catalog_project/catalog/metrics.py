@@ -1,0 +1,48 @@
+"""Catalog metrics read at scrape time: queue depths, straight from the broker. The worker's
+counters (applied, stale, dead-lettered, lag) are on the worker's own exporter."""
+
+import logging
+
+from prometheus_client.core import GaugeMetricFamily
+
+from common.health import CHECK_TIMEOUT, broker_url
+from product_events import contract
+
+logger = logging.getLogger("catalog_project.metrics")
+
+
+def queue_depths() -> dict[str, int]:
+    """Ready messages per queue (a passive declare: creates nothing)."""
+    from kombu import Connection
+
+    depths = {}
+    with Connection(broker_url(), connect_timeout=CHECK_TIMEOUT) as conn:
+        for name in (contract.CATALOG_QUEUE, contract.CATALOG_DLQ):
+            channel = conn.channel()
+            try:
+                depths[name] = channel.queue_declare(queue=name, passive=True).message_count
+            except Exception as exc:  # noqa: BLE001 - not declared yet: no sample
+                logger.debug("queue %s: %s", name, exc)
+            finally:
+                try:
+                    channel.close()
+                except Exception:  # noqa: BLE001
+                    pass
+    return depths
+
+
+class CatalogCollector:
+    def collect(self):
+        depth = GaugeMetricFamily("catalog_queue_messages",
+                                  "Messages ready in the catalog's queues (DLQ: parked).",
+                                  labels=["queue"])
+        up = GaugeMetricFamily("catalog_broker_up", "1 if the broker answered this scrape.")
+        try:
+            for name, n in queue_depths().items():
+                depth.add_metric([name], n)
+            up.add_metric([], 1)
+        except Exception as exc:  # noqa: BLE001 - a scrape must not fail with the broker
+            logger.warning("queue depths unavailable: %s", exc)
+            up.add_metric([], 0)
+        yield depth
+        yield up

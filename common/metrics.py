@@ -1,0 +1,112 @@
+"""Prometheus metrics, multi-process aware.
+
+Gunicorn workers and Celery prefork children are separate processes, so their metrics go through
+prometheus_client's multiprocess mode: each process writes its values to files in
+``PROMETHEUS_MULTIPROC_DIR`` and the scrape aggregates them. The directory is prepared (created,
+or emptied) by the parent process before it forks: ``multiprocess_prepare()`` from the gunicorn
+config (``common.gunicorn_conf``) and from the worker's ``celeryd_init`` signal.
+Single-process programs (the relay) use the default registry.
+
+Scrape-time collectors (outbox backlog, queue depths) query their source on each scrape: a value
+that is read, not counted, needs no cross-process bookkeeping."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from importlib import import_module
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import values as _values
+
+logger = logging.getLogger("common.metrics")
+ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_prepare(prefix: str) -> str:
+    """Use a private, empty directory for this process tree's metric files (call before fork)."""
+    path = os.environ.get(ENV)
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(path, name))
+    else:
+        path = tempfile.mkdtemp(prefix=f"{prefix}-metrics-")
+        os.environ[ENV] = path
+    # Metrics built from now on write to files, even if prometheus_client was imported earlier.
+    _values.ValueClass = _values.get_value_class()
+    return path
+
+
+def multiprocess_cleanup(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def process_dead(pid: int) -> None:
+    if os.environ.get(ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+def scrape_registry(extra_collectors=()) -> CollectorRegistry:
+    if os.environ.get(ENV):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = CollectorRegistry()
+        registry.register(_Forward(REGISTRY))
+    for collector in extra_collectors:
+        registry.register(collector)
+    return registry
+
+
+class _Forward:
+    """Exposes another registry's metrics (the default one) inside a per-scrape registry."""
+
+    def __init__(self, registry):
+        self.registry = registry
+
+    def collect(self):
+        return self.registry.collect()
+
+
+def _collectors_from_settings():
+    from django.conf import settings
+
+    out = []
+    for dotted in getattr(settings, "METRICS_COLLECTORS", []):
+        module, _, name = dotted.rpartition(".")
+        out.append(getattr(import_module(module), name)())
+    return out
+
+
+def metrics_view(request):
+    """Django view for ``/metrics``: this app's process metrics plus its scrape-time collectors."""
+    from django.http import HttpResponse
+
+    registry = scrape_registry(_collectors_from_settings())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+def exporter_start(bind: str, *, extra_collectors=()) -> bool:
+    """Serve /metrics on ``host:port`` from a daemon thread (relay, worker). Empty ``bind``
+    disables it. A port in use is logged, never fatal: metrics must not stop event delivery."""
+    if not bind:
+        return False
+    from prometheus_client import start_http_server
+
+    host, _, port = bind.rpartition(":")
+    try:
+        start_http_server(int(port), addr=host or "0.0.0.0",
+                          registry=scrape_registry(extra_collectors))
+    except OSError as exc:
+        logger.error("metrics exporter not started on %s: %s", bind, exc)
+        return False
+    logger.info("metrics on http://%s/metrics", bind)
+    return True
