@@ -56,7 +56,7 @@ def raw(channel, queue: str, n: int, batch: int = 100) -> float:
         e = json.loads(body)
         d = e["data"]
         rows.append((e["product_id"], d["title"], d["image"], d["price"], d["description"],
-                     e["version"], d["updated_at"], False, e["event_id"]))
+                     e["version"], d["updated_at"], False, e["event_id"], e.get("trace_id", "")))
         last_tag = method.delivery_tag
         count += 1
         if len(rows) >= batch or count >= n:

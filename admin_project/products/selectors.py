@@ -14,7 +14,8 @@ def outbox_backlog() -> tuple[int, float]:
     """(pending events, age in seconds of the oldest pending one, 0 when none)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(occurred_at)), 0)"
+            "SELECT count(*), GREATEST(0, COALESCE("
+            " EXTRACT(EPOCH FROM clock_timestamp() - min(occurred_at)), 0))"
             " FROM products_outboxevent WHERE sent_at IS NULL")
         pending, age = cursor.fetchone()
     return pending, float(age)

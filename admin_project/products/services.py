@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +14,8 @@ from common.trace import trace_id_get
 from product_events import contract
 
 from .models import OutboxEvent, Product, ProductTombstone
+
+logger = logging.getLogger("admin_project.products")
 
 OUTBOX_CHANNEL = "product_outbox"  # PostgreSQL NOTIFY channel the relay LISTENs on
 UPDATABLE_FIELDS = ("title", "image", "price", "description")
@@ -83,6 +86,7 @@ def product_create(*, title: str, price: Decimal, image: str = "",
     product.full_clean()
     product.save()
     outbox_event_record(product=product, event_type=contract.PRODUCT_CREATED)
+    logger.info("product #%s created (v1)", product.pk)
     return product
 
 
@@ -101,6 +105,7 @@ def product_update(*, product_id: int, data: dict[str, Any]) -> Product:
     product.full_clean()
     product.save()
     outbox_event_record(product=product, event_type=contract.PRODUCT_UPDATED)
+    logger.info("product #%s updated (v%s): %s", product.pk, product.version, sorted(data))
     return product
 
 
@@ -116,3 +121,4 @@ def product_delete(*, product_id: int) -> None:
                   "deleted_at": product.updated_at},
     )
     product.delete()
+    logger.info("product #%s deleted (v%s)", product_id, product.version)

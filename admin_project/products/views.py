@@ -1,4 +1,6 @@
 from rest_framework import viewsets
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.throttling import AnonRateThrottle
 
 from . import selectors, services
 from .serializers import ProductSerializer
@@ -23,3 +25,10 @@ class ProductViewSet(viewsets.ModelViewSet):
 
     def perform_destroy(self, instance):
         services.product_delete(product_id=instance.pk)
+
+
+class TokenView(ObtainAuthToken):
+    """POST username and password, get the user's API token. Throttled per client address
+    (DRF's own view is not), which slows password guessing."""
+
+    throttle_classes = [AnonRateThrottle]

@@ -17,7 +17,7 @@ class Product(models.Model):
     updated_at = models.DateTimeField()
     deleted = models.BooleanField(default=False)
     last_event_id = models.UUIDField()
-    last_trace_id = models.CharField(max_length=64, blank=True, default="",
+    last_trace_id = models.CharField(max_length=64, blank=True, db_default="",
                                      help_text="Trace id of the change (common.trace).")
     applied_at = models.DateTimeField()
 

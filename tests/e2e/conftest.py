@@ -29,6 +29,8 @@ class Stack:
     password: str
     proc: processes.Proc
     env: dict[str, str]
+    relay_metrics: str = ""
+    worker_metrics: str = ""
 
     def admin_session(self) -> requests.Session:
         s = requests.Session()
@@ -43,8 +45,9 @@ class Stack:
 def stack():
     suffix = uuid.uuid4().hex[:8]
     admin_db, catalog_db = f"e2e_admin_{suffix}", f"e2e_catalog_{suffix}"
-    ports = {k: processes.free_port() for k in ("ADMIN_PORT", "CATALOG_PORT", "FLOWER_PORT")}
-    values = env_example() | {k: str(v) for k, v in ports.items()} | {
+    ports = {k: processes.free_port() for k in ("ADMIN_PORT", "CATALOG_PORT", "FLOWER_PORT",
+                                                "RELAY_METRICS", "WORKER_METRICS")}
+    values = env_example() | {k: str(v) for k, v in ports.items() if k.endswith("_PORT")} | {
         # not created here: bootstrap.py (make run) must create them
         "ADMIN_DATABASE_URL": pg.database_url(admin_db),
         "CATALOG_DATABASE_URL": pg.database_url(catalog_db),
@@ -52,6 +55,12 @@ def stack():
         "ADMIN_RELAY_MAX_BACKOFF_SECONDS": "3",
         "ADMIN_WEB_WORKERS": "2", "CATALOG_WEB_WORKERS": "1",
         "DJANGO_SUPERUSER_PASSWORD": "e2e-" + uuid.uuid4().hex,
+        # structured logs, as a log shipper would read them (test_ops.py parses them)
+        "ADMIN_LOG_FORMAT": "json", "CATALOG_LOG_FORMAT": "json",
+        "ADMIN_RELAY_METRICS_BIND": f"127.0.0.1:{ports['RELAY_METRICS']}",
+        "CATALOG_WORKER_METRICS_BIND": f"127.0.0.1:{ports['WORKER_METRICS']}",
+        "ADMIN_RELAY_HEARTBEAT_FILE": str(processes.ARTIFACTS / f"e2e-{suffix}.heartbeat"),
+        "ADMIN_THROTTLE_USER": "1000000/second", "CATALOG_THROTTLE_ANON": "1000000/second",
     }
     # Every process gets its own least-privilege broker user, as in compose.yaml: the e2e run
     # proves these permissions are enough (and the relay's are not more than publishing).
@@ -87,6 +96,8 @@ def stack():
             flower_auth=tuple(values["FLOWER_BASIC_AUTH"].split(":", 1)),
             username=values["DJANGO_SUPERUSER_USERNAME"],
             password=values["DJANGO_SUPERUSER_PASSWORD"], proc=proc, env=env,
+            relay_metrics=f"http://{values['ADMIN_RELAY_METRICS_BIND']}/metrics",
+            worker_metrics=f"http://{values['CATALOG_WORKER_METRICS_BIND']}/metrics",
         )
         wait_until(lambda: not proc.alive() or (
             http_up(f"{stack.admin}/admin/login/") and http_up(f"{stack.catalog}/api/products/")

@@ -79,7 +79,10 @@ def test_referenced_files_and_modules_exist(compose):
         words = " ".join(command).split()
         for i, word in enumerate(words):
             if word.endswith(".py"):
-                assert (REPO / word).is_file(), f"{name}: {word} missing"
+                path = word.rpartition("=")[2]  # --conf=path.py
+                assert (REPO / path).is_file(), f"{name}: {path} missing"
+            if word.startswith("python:"):  # gunicorn -c python:module
+                assert (REPO / (word[7:].replace(".", "/") + ".py")).is_file(), word
             if word == "-A":
                 assert (REPO / (words[i + 1].replace(".", "/") + ".py")).is_file()
             if word.endswith(".wsgi"):

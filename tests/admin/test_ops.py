@@ -1,0 +1,169 @@
+"""Production plumbing of the admin web app: permissions, throttling, probes, metrics, trace ids.
+Probes talk to the real PostgreSQL and RabbitMQ; failures are real (a closed port)."""
+
+import json
+import logging
+
+import pytest
+from django.db import connections
+from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
+
+from admin_project.products.models import OutboxEvent
+from tests.support.processes import free_port
+
+GOOD = {"title": "Mug", "price": "9.90"}
+
+
+# --- permissions -------------------------------------------------------------------------------
+def test_login_without_model_permission_can_read_but_not_write(viewer_api):
+    assert viewer_api.get("/api/products/").status_code == 200
+    resp = viewer_api.post("/api/products/", GOOD, format="json")
+    assert resp.status_code == 403
+    assert "permission" in resp.json()["detail"]
+    assert OutboxEvent.objects.count() == 0
+
+
+def test_each_write_needs_its_own_permission(viewer, viewer_api, api):
+    from django.contrib.auth.models import Permission
+
+    pid = api.post("/api/products/", GOOD, format="json").json()["id"]
+    viewer.user_permissions.add(Permission.objects.get(codename="change_product"))
+    assert viewer_api.patch(f"/api/products/{pid}/", {"price": "1.00"},
+                            format="json").status_code == 200
+    assert viewer_api.delete(f"/api/products/{pid}/").status_code == 403
+    assert viewer_api.post("/api/products/", GOOD, format="json").status_code == 403
+
+
+# --- throttling --------------------------------------------------------------------------------
+@pytest.fixture
+def low_rates(monkeypatch):
+    from django.core.cache import cache
+
+    cache.clear()
+    rates = {"user": "3/minute", "anon": "2/minute"}
+    monkeypatch.setattr(UserRateThrottle, "THROTTLE_RATES", rates)
+    monkeypatch.setattr(AnonRateThrottle, "THROTTLE_RATES", rates)
+    yield
+    cache.clear()
+
+
+def test_users_are_throttled(api, low_rates):
+    codes = [api.get("/api/products/").status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    resp = api.get("/api/products/")
+    assert int(resp["Retry-After"]) > 0
+
+
+def test_token_endpoint_is_throttled_against_guessing(anon, user, low_rates):
+    codes = [anon.post("/api/auth/token/", {"username": "alice", "password": "wrong"},
+                       format="json").status_code for _ in range(3)]
+    assert codes == [400, 400, 429]
+
+
+# --- probes ------------------------------------------------------------------------------------
+def test_healthz(client):
+    resp = client.get("/healthz")
+    assert resp.status_code == 200 and resp.json() == {"status": "ok"}
+
+
+@pytest.mark.broker
+def test_readyz_checks_database_and_broker(client, db):
+    resp = client.get("/readyz")
+    assert resp.status_code == 200, resp.content
+    body = resp.json()
+    assert body["status"] == "ok"
+    assert {k: v["status"] for k, v in body["checks"].items()} == {"database": "ok",
+                                                                   "broker": "ok"}
+
+
+def test_readyz_names_an_unreachable_broker(client, db, monkeypatch):
+    monkeypatch.setenv("CELERY_BROKER_URL", f"amqp://guest:guest@127.0.0.1:{free_port()}//")
+    resp = client.get("/readyz")
+    assert resp.status_code == 503
+    body = resp.json()
+    assert body["failing"] == ["broker"]
+    assert body["checks"]["database"]["status"] == "ok"
+    assert "Connection refused" in body["checks"]["broker"]["error"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz_names_an_unreachable_database(client):
+    conn = connections["default"]
+    saved = conn.settings_dict["PORT"]
+    conn.close()
+    conn.settings_dict["PORT"] = str(free_port())
+    try:
+        resp = client.get("/readyz")
+    finally:
+        conn.close()
+        conn.settings_dict["PORT"] = saved
+    assert resp.status_code == 503
+    body = resp.json()
+    assert "database" in body["failing"]
+    assert "OperationalError" in body["checks"]["database"]["error"]
+
+
+# --- metrics -----------------------------------------------------------------------------------
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_metrics_show_outbox_backlog_and_http(client, api):
+    body = client.get("/metrics").content.decode()
+    assert _metric(body, "outbox_pending_events") == 0
+    assert _metric(body, "outbox_oldest_pending_age_seconds") == 0
+    api.post("/api/products/", GOOD, format="json")
+    api.post("/api/products/", GOOD, format="json")
+    body = client.get("/metrics").content.decode()
+    assert _metric(body, "outbox_pending_events") == 2
+    assert _metric(body, "outbox_oldest_pending_age_seconds") >= 0
+    assert "django_http_requests_total_by_method_total" in body
+    assert 'django_http_responses_total_by_status_total{status="201"}' in body
+
+
+# --- trace ids ---------------------------------------------------------------------------------
+def test_request_id_follows_the_change_into_the_outbox(api, caplog):
+    rid = "req-0123456789abcdef"
+    with caplog.at_level(logging.INFO):
+        resp = api.post("/api/products/", GOOD, format="json", HTTP_X_REQUEST_ID=rid)
+    assert resp["X-Request-ID"] == rid
+    row = OutboxEvent.objects.get()
+    assert row.payload["trace_id"] == rid
+
+
+def test_a_missing_or_unsafe_request_id_is_replaced(api):
+    first = api.post("/api/products/", GOOD, format="json")
+    bad = api.post("/api/products/", GOOD, format="json",
+                   HTTP_X_REQUEST_ID="x\nINFO forged log line")
+    for resp in (first, bad):
+        assert len(resp["X-Request-ID"]) == 32 and "\n" not in resp["X-Request-ID"]
+    assert first["X-Request-ID"] != bad["X-Request-ID"]
+    ids = [row.payload["trace_id"] for row in OutboxEvent.objects.order_by("id")]
+    assert ids == [first["X-Request-ID"], bad["X-Request-ID"]]
+
+
+def test_json_logs_carry_the_trace_id(capsys):
+    import logging.config
+
+    from common.logs import logging_config
+    from common.trace import trace_id_set
+
+    logging.config.dictConfig(logging_config(level="INFO", fmt="json"))
+    try:
+        token = trace_id_set("trace-abcdef012345")
+        logging.getLogger("admin_project.test").info("hello %s", "there", extra={"events": 2})
+        trace_id_set(None)
+        del token
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+    finally:
+        from django.conf import settings
+
+        logging.config.dictConfig(settings.LOGGING)
+    record = json.loads(line)
+    assert record["message"] == "hello there"
+    assert record["trace_id"] == "trace-abcdef012345"
+    assert record["level"] == "INFO" and record["logger"] == "admin_project.test"
+    assert record["events"] == 2 and "time" in record

@@ -1,0 +1,153 @@
+"""Operations on the running system (`make run`'s Procfile under honcho, JSON logs, every
+process with its own least-privilege broker user): probes, healthchecks, metrics, trace ids."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import subprocess
+import sys
+import uuid
+
+import pytest
+import requests
+
+from tests.support import processes
+from tests.support.waiting import wait_until
+
+REPO = processes.REPO
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    """Sum of the samples of ``name`` whose label set contains ``labels``."""
+    total, found = 0.0, False
+    for line in text.splitlines():
+        m = re.match(rf"^{re.escape(name)}(\{{[^}}]*\}})? (\S+)$", line)
+        if m and labels in (m.group(1) or ""):
+            total += float(m.group(2))
+            found = True
+    assert found, f"{name}{{{labels}}} not in the metrics"
+    return total
+
+
+def json_logs(stack) -> list[tuple[str, dict]]:
+    """(process, record) for every JSON log line honcho printed ('hh:mm:ss relay.1 | {...}')."""
+    out = []
+    for line in stack.proc.log().splitlines():
+        head, sep, body = line.partition(" | ")
+        if sep and body.startswith("{"):
+            try:
+                out.append((head.split()[-1].split(".")[0], json.loads(body)))
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
+def test_probes_on_both_web_apps(stack):
+    for base in (stack.admin, stack.catalog):
+        assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
+        resp = requests.get(f"{base}/readyz", timeout=10)
+        assert resp.status_code == 200, resp.text
+        assert {k: v["status"] for k, v in resp.json()["checks"].items()} == {
+            "database": "ok", "broker": "ok"}
+
+
+def test_relay_healthcheck_of_compose(stack):
+    argv = [sys.executable, "admin_project/manage.py", "relay", "--check"]
+    ok = subprocess.run(argv, cwd=REPO, env=stack.env, capture_output=True, text=True,
+                        timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "relay ok" in ok.stdout
+    stale = subprocess.run(argv + ["--max-age", "0"], cwd=REPO, env=stack.env,
+                           capture_output=True, text=True, timeout=60)
+    assert stale.returncode == 1 and "relay unhealthy: last heartbeat" in stale.stderr
+    missing = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60,
+                             env=stack.env | {"ADMIN_RELAY_HEARTBEAT_FILE": "/nonexistent/hb"})
+    assert missing.returncode == 1 and "no heartbeat" in missing.stderr
+
+
+def test_one_trace_id_follows_a_change_through_every_process(stack):
+    rid = "e2e-" + uuid.uuid4().hex
+    session = stack.admin_session()
+    resp = session.post(f"{stack.admin}/api/products/", headers={"X-Request-ID": rid},
+                        json={"title": "Traced", "price": "1.00"}, timeout=10)
+    assert resp.status_code == 201 and resp.headers["X-Request-ID"] == rid
+    pid = resp.json()["id"]
+
+    def catalog_row():
+        r = requests.get(f"{stack.catalog}/api/products/{pid}/", timeout=5)
+        return r.status_code == 200 and r.json()
+
+    row = wait_until(catalog_row, timeout=20, message="the product in the catalog")
+    assert row["last_trace_id"] == rid
+
+    def lines_with_rid():
+        seen = {}
+        for proc, rec in json_logs(stack):
+            if rec.get("trace_id") == rid or rid in rec.get("trace_ids", []):
+                seen.setdefault(proc, rec)
+        return seen if {"admin", "relay", "worker"} <= set(seen) else None
+
+    seen = wait_until(lines_with_rid, timeout=20,
+                      message=lambda: f"log lines with {rid}:\n{stack.proc.tail(30)}")
+    assert seen["admin"]["message"] == f"product #{pid} created (v1)"
+    assert f"product.created #{pid} v1" in seen["relay"]["message"]
+    assert f"product.created #{pid} v1" in seen["worker"]["message"]
+    for rec in seen.values():
+        assert {"time", "level", "logger", "process", "message"} <= set(rec)
+
+
+def test_metrics_of_every_process(stack):
+    session = stack.admin_session()
+    for i in range(5):
+        assert session.post(f"{stack.admin}/api/products/", timeout=10,
+                            json={"title": f"m{i}", "price": "1.00"}).status_code == 201
+
+    def settled():
+        relay = requests.get(stack.relay_metrics, timeout=5).text
+        worker = requests.get(stack.worker_metrics, timeout=5).text
+        published = metric(relay, "relay_events_published_total")
+        applied = metric(worker, "catalog_events_applied_total")
+        return published >= 5 and applied >= 5 and (relay, worker)
+
+    relay, worker = wait_until(settled, timeout=30, message="relay and worker metrics")
+    assert metric(relay, "relay_heartbeat_timestamp_seconds") > 0
+    assert metric(worker, "catalog_event_lag_seconds_count") >= 5
+    assert metric(worker, "catalog_events_stale_total") >= 0
+
+    admin = requests.get(f"{stack.admin}/metrics", timeout=10).text
+    # two gunicorn workers served the POSTs; their counters are summed (multiprocess mode)
+    assert metric(admin, "django_http_requests_total_by_method_total", 'method="POST"') >= 5
+    assert metric(admin, "outbox_pending_events") >= 0
+    catalog = requests.get(f"{stack.catalog}/metrics", timeout=10).text
+    assert metric(catalog, "catalog_broker_up") == 1
+    assert metric(catalog, "catalog_queue_messages", 'queue="catalog.products.dlq"') >= 0
+    flower = requests.get(f"{stack.flower}/metrics", auth=stack.flower_auth, timeout=10)
+    assert flower.status_code == 200 and "flower_events_total" in flower.text
+    assert requests.get(f"{stack.flower}/metrics", timeout=10).status_code == 401
+
+
+@pytest.mark.parametrize("project", ["admin", "catalog"])
+def test_production_settings_pass_the_deploy_check(project):
+    p = project.upper()
+    env = processes.base_env(**{  # production defaults (a local .env may relax them)
+        f"{p}_SECRET_KEY": secrets.token_urlsafe(50), f"{p}_DEBUG": "false",
+        f"{p}_SECURE_SSL_REDIRECT": "true", f"{p}_SECURE_COOKIES": "true",
+        "DJANGO_SETTINGS_MODULE": f"{project}_project.settings.production"})
+    result = subprocess.run(
+        [sys.executable, f"{project}_project/manage.py", "check", "--deploy",
+         "--fail-level", "WARNING"], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_the_deploy_check_refuses_the_placeholder_secret():
+    env = processes.base_env(ADMIN_SECRET_KEY="change-me-admin-secret-key",
+                             DJANGO_SETTINGS_MODULE="admin_project.settings.production")
+    result = subprocess.run([sys.executable, "admin_project/manage.py", "check", "--deploy",
+                             "--fail-level", "WARNING"], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0
+    assert "security.W009" in result.stderr
