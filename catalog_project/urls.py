@@ -2,12 +2,14 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from catalog_project.audit.views import ProductChangeViewSet
 from catalog_project.catalog.views import ProductViewSet
 from common.health import healthz, readyz
 from common.metrics import metrics_view
 
 router = DefaultRouter()
 router.register("products", ProductViewSet, basename="product")
+router.register("product-changes", ProductChangeViewSet, basename="product-change")
 
 urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

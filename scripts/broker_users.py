@@ -5,6 +5,7 @@ on this machine (`--rabbitmqctl`, used by the tests that prove these permissions
 Users and passwords come from the environment:
   ADMIN_BROKER_USER / ADMIN_BROKER_PASSWORD      relay: declare + publish to `products` only
   CATALOG_BROKER_USER / CATALOG_BROKER_PASSWORD  catalog worker: its own queues and exchanges
+  AUDIT_BROKER_USER / AUDIT_BROKER_PASSWORD      audit worker: its own queues and exchanges
   FLOWER_BROKER_USER / FLOWER_BROKER_PASSWORD    Flower: events and remote-control only
 The management user (RABBITMQ_ADMIN_USER / RABBITMQ_ADMIN_PASSWORD) is used only to create them.
 """
@@ -33,8 +34,13 @@ PERMISSIONS = {
         rf"^(catalog|catalog\..*|celery_delayed.*|{_CELERY_CONTROL})$",
         rf"^(products|catalog|catalog\..*|celery_delayed.*|{_CELERY_CONTROL})$",
     ),
+    "AUDIT": (
+        rf"^(products|audit|audit\..*|celery_delayed.*|{_CELERY_CONTROL})$",
+        rf"^(audit|audit\..*|celery_delayed.*|{_CELERY_CONTROL})$",
+        rf"^(products|audit|audit\..*|celery_delayed.*|{_CELERY_CONTROL})$",
+    ),
     "FLOWER": (rf"^({_CELERY_CONTROL})$", rf"^({_CELERY_CONTROL})$",
-               rf"^({_CELERY_CONTROL}|catalog\.products.*)$"),
+               rf"^({_CELERY_CONTROL}|catalog\.products.*|audit\.products.*)$"),
 }
 
 

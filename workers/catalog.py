@@ -14,14 +14,7 @@ from workers import topology  # noqa: E402
 
 app = Celery("catalog", include=["workers.tasks"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = [topology.catalog_queue]
-app.conf.task_default_queue = topology.catalog_queue.name
-app.conf.task_default_exchange = topology.catalog_exchange.name
-app.conf.task_default_exchange_type = topology.catalog_exchange.type
-app.conf.task_default_routing_key = topology.catalog_queue.routing_key
-# Declares the topology on every (re)connect, before consuming, and parks (with a reason) what
-# Celery cannot turn into a task instead of dropping it.
-app.conf.worker_consumer = "workers.consumer:CatalogConsumer"
+topology.CATALOG.celery_configure(app)
 
 
 # --- Prometheus metrics: children count into files, this (parent) process serves them. ---

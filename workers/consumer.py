@@ -1,9 +1,10 @@
-"""The catalog worker's Celery Consumer.
+"""The Celery Consumer of every subscriber's worker (the catalog's, the audit log's).
 
-* On every (re)connect, before any step starts consuming, it declares the broker topology
-  (``workers/topology.py``). Doing it here rather than in a bootstep matters: bootstep order is
-  not deterministic, and when Celery's own queue declaration meets a 406 it reconnects forever.
-  A mismatch stops the worker with a message saying what differs and how to fix it.
+* On every (re)connect, before any step starts consuming, it declares the subscriber's broker
+  topology (``app.subscriber``, see ``workers/topology.py``). Doing it here rather than in a
+  bootstep matters: bootstep order is not deterministic, and when Celery's own queue
+  declaration meets a 406 it reconnects forever. A mismatch stops the worker with a message
+  saying what differs and how to fix it.
 * Messages Celery cannot even turn into a task are parked in the dead-letter queue with a reason,
   instead of being acked away (undecodable body: Celery's default) or rejected without one
   (unknown task, refused content type, malformed message)."""
@@ -20,12 +21,13 @@ from workers import parking, topology
 logger = get_logger("workers.consumer")
 
 
-class CatalogConsumer(Consumer):
+class SubscriberConsumer(Consumer):
     def connect(self):
         conn = super().connect()
+        subscriber = self.app.subscriber
         channel = conn.channel()
         try:
-            topology.topology_declare(channel)
+            subscriber.declare(channel)
         except topology.TopologyMismatch as exc:
             logger.critical("%s", exc.code)
             conn.release()
@@ -36,8 +38,8 @@ class CatalogConsumer(Consumer):
             except Exception:  # noqa: BLE001 - a 406 already closed it
                 pass
         logger.info("broker topology declared: %s bound to %s (%s), dead letters to %s",
-                    topology.catalog_queue.name, topology.products_exchange.name,
-                    topology.bus_binding.routing_key, topology.dead_letter_queue.name)
+                    subscriber.queue_name, topology.products_exchange.name,
+                    subscriber.bus_binding.routing_key, subscriber.dlq_name)
         return conn
 
     def _park(self, message, reason: str) -> None:

@@ -11,7 +11,7 @@ import logging
 import socket
 
 from product_events import contract
-from workers import metrics, topology
+from workers import metrics
 
 logger = logging.getLogger("workers.parking")
 
@@ -21,15 +21,15 @@ MAX_REASON = 1000
 def park_events(*, app, request, items: list[tuple[object, str]]) -> None:
     with app.producer_or_acquire() as producer:
         for raw, reason in items:
-            logger.error("parking event in %s: %s (task %s)", contract.CATALOG_DLQ, reason,
+            logger.error("parking event in %s: %s (task %s)", app.subscriber.dlq_name, reason,
                          request.id)
             events = [raw]
             app.send_task(
                 contract.TASK_APPLY_PRODUCT_EVENTS,
                 args=[],
                 kwargs=contract.task_kwargs(events),
-                exchange=topology.dead_letter_exchange,
-                routing_key=contract.CATALOG_DLQ,
+                exchange=app.subscriber.dead_letter_exchange,
+                routing_key=app.subscriber.dlq_name,
                 producer=producer,
                 declare=[],
                 mandatory=True,
@@ -51,11 +51,11 @@ def park_message(*, app, message, reason: str) -> None:
     headers = dict(message.headers or {})
     headers.pop("x-death", None)
     headers.update({"x-park-reason": reason[:MAX_REASON], "x-parked-by": socket.gethostname()})
-    logger.error("parking message in %s: %s", contract.CATALOG_DLQ, reason)
+    logger.error("parking message in %s: %s", app.subscriber.dlq_name, reason)
     with app.producer_or_acquire() as producer:
         producer.publish(
-            message.body, exchange=topology.dead_letter_exchange,
-            routing_key=contract.CATALOG_DLQ, headers=headers,
+            message.body, exchange=app.subscriber.dead_letter_exchange,
+            routing_key=app.subscriber.dlq_name, headers=headers,
             content_type=message.content_type or "application/octet-stream",
             content_encoding=message.content_encoding or "binary",
             delivery_mode=2, mandatory=True, retry=False, declare=[],

@@ -1,15 +1,20 @@
-"""The catalog's broker topology, declared in one place.
+"""Broker topology of the subscribers of the product bus, declared in one place.
+
+Every subscriber (the catalog; the audit log, docs/extending.md) gets the same shape:
 
     products (topic, owned by the publisher)
-        --product.#-->  catalog.products  (quorum queue, delivery limit, dead-lettering)
-    catalog (topic, private to the catalog: retries and replays go here, not to the bus,
-             so other subscribers of ``products`` never see the catalog's retries)
-        --catalog.products-->  catalog.products
-    catalog.dlx (direct)
-        --catalog.products.dlq-->  catalog.products.dlq  (quorum queue: parked messages)
+        --<pattern>-->  <name>.products  (quorum queue, delivery limit, dead-lettering)
+    <name> (topic, private to the subscriber: its retries and replays go here, not to the
+            bus, so other subscribers never see them)
+        --<name>.products-->  <name>.products
+    <name>.dlx (direct)
+        --<name>.products.dlq-->  <name>.products.dlq  (quorum queue: parked messages)
+
+Each subscriber has its own queue, so each gets every event it binds for, at its own pace; a slow
+or stopped one only lets its own queue grow.
 
 Queue arguments are part of the contract with the broker: RabbitMQ refuses to redeclare a queue
-with different arguments (406 PRECONDITION_FAILED). ``topology_declare`` turns that into an
+with different arguments (406 PRECONDITION_FAILED). ``Subscriber.declare`` turns that into an
 actionable message.
 """
 
@@ -27,54 +32,74 @@ logger = logging.getLogger("workers.topology")
 DELIVERY_LIMIT = 10  # redeliveries (crash loops, requeues) before the broker dead-letters
 
 products_exchange = Exchange(contract.EXCHANGE, contract.EXCHANGE_TYPE, durable=True)
-catalog_exchange = Exchange("catalog", "topic", durable=True)
-dead_letter_exchange = Exchange("catalog.dlx", "direct", durable=True)
-
-CATALOG_QUEUE_ARGUMENTS = {
-    "x-queue-type": "quorum",
-    "x-delivery-limit": DELIVERY_LIMIT,
-    "x-dead-letter-exchange": dead_letter_exchange.name,
-    "x-dead-letter-routing-key": contract.CATALOG_DLQ,
-    # at-least-once dead-lettering: a message is only removed once the DLQ confirmed it
-    "x-dead-letter-strategy": "at-least-once",
-    "x-overflow": "reject-publish",
-}
-
-# The queue as Celery sees it: its exchange/routing key is the private one, so retries
-# (native delayed delivery on quorum queues) come back to this queue only.
-catalog_queue = Queue(
-    contract.CATALOG_QUEUE,
-    exchange=catalog_exchange,
-    routing_key=contract.CATALOG_QUEUE,
-    queue_arguments=CATALOG_QUEUE_ARGUMENTS,
-    durable=True,
-)
-bus_binding = binding(products_exchange, routing_key=contract.ROUTING_PATTERN_ALL)
-
-dead_letter_queue = Queue(
-    contract.CATALOG_DLQ,
-    exchange=dead_letter_exchange,
-    routing_key=contract.CATALOG_DLQ,
-    queue_arguments={"x-queue-type": "quorum"},
-    durable=True,
-)
 
 
 class TopologyMismatch(SystemExit):
     pass
 
 
-def topology_declare(channel) -> None:
-    """Declare exchanges, queues and bindings (idempotent)."""
-    for exchange in (products_exchange, catalog_exchange, dead_letter_exchange):
-        exchange.declare(channel=channel)
-    for queue in (dead_letter_queue, catalog_queue):
-        try:
-            queue.declare(channel=channel)
-        except PreconditionFailed as exc:
-            raise TopologyMismatch(mismatch_message(queue, exc)) from None
-    channel.queue_bind(queue=catalog_queue.name, exchange=products_exchange.name,
-                       routing_key=bus_binding.routing_key)
+class Subscriber:
+    """The queues and exchanges of one subscriber ``name``, bound to the bus with ``pattern``
+    (a topic pattern over event types: ``product.#``, ``product.deleted``, ...)."""
+
+    def __init__(self, name: str, pattern: str = contract.ROUTING_PATTERN_ALL) -> None:
+        self.name = name
+        self.queue_name = f"{name}.products"
+        self.dlq_name = f"{self.queue_name}.dlq"
+        self.exchange = Exchange(name, "topic", durable=True)
+        self.dead_letter_exchange = Exchange(f"{name}.dlx", "direct", durable=True)
+        self.queue_arguments = {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": DELIVERY_LIMIT,
+            "x-dead-letter-exchange": self.dead_letter_exchange.name,
+            "x-dead-letter-routing-key": self.dlq_name,
+            # at-least-once dead-lettering: a message is only removed once the DLQ confirmed it
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+        # The queue as Celery sees it: its exchange/routing key is the private one, so retries
+        # (native delayed delivery on quorum queues) come back to this queue only.
+        self.queue = Queue(self.queue_name, exchange=self.exchange, routing_key=self.queue_name,
+                           queue_arguments=self.queue_arguments, durable=True)
+        self.bus_binding = binding(products_exchange, routing_key=pattern)
+        self.dead_letter_queue = Queue(self.dlq_name, exchange=self.dead_letter_exchange,
+                                       routing_key=self.dlq_name,
+                                       queue_arguments={"x-queue-type": "quorum"}, durable=True)
+
+    def declare(self, channel) -> None:
+        """Declare exchanges, queues and bindings (idempotent)."""
+        for exchange in (products_exchange, self.exchange, self.dead_letter_exchange):
+            exchange.declare(channel=channel)
+        for queue in (self.dead_letter_queue, self.queue):
+            try:
+                queue.declare(channel=channel)
+            except PreconditionFailed as exc:
+                raise TopologyMismatch(mismatch_message(queue, exc)) from None
+        channel.queue_bind(queue=self.queue_name, exchange=products_exchange.name,
+                           routing_key=self.bus_binding.routing_key)
+
+    def celery_configure(self, app) -> None:
+        """Point a Celery app at this subscriber's queue (and its consumer at this topology)."""
+        app.subscriber = self
+        app.conf.task_queues = [self.queue]
+        app.conf.task_default_queue = self.queue_name
+        app.conf.task_default_exchange = self.exchange.name
+        app.conf.task_default_exchange_type = self.exchange.type
+        app.conf.task_default_routing_key = self.queue_name
+        # Declares the topology on every (re)connect, before consuming, and parks (with a
+        # reason) what Celery cannot turn into a task instead of dropping it.
+        app.conf.worker_consumer = "workers.consumer:SubscriberConsumer"
+
+
+CATALOG = Subscriber("catalog", contract.ROUTING_PATTERN_ALL)
+assert CATALOG.queue_name == contract.CATALOG_QUEUE and CATALOG.dlq_name == contract.CATALOG_DLQ
+
+# The catalog's names, as the rest of the code and the tests know them.
+catalog_exchange = CATALOG.exchange
+dead_letter_exchange = CATALOG.dead_letter_exchange
+catalog_queue = CATALOG.queue
+dead_letter_queue = CATALOG.dead_letter_queue
+bus_binding = CATALOG.bus_binding
 
 
 def mismatch_message(queue: Queue, exc: Exception) -> str:

@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served locally (no CDN)
     "catalog_project.catalog",
+    "catalog_project.audit",  # the second subscriber (docs/extending.md)
 ]
 
 MIDDLEWARE = [

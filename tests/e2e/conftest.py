@@ -65,7 +65,7 @@ def stack():
     # Every process gets its own least-privilege broker user, as in compose.yaml: the e2e run
     # proves these permissions are enough (and the relay's are not more than publishing).
     vhost = os.environ["TEST_SESSION_VHOST"]
-    for role in ("ADMIN", "CATALOG", "FLOWER"):
+    for role in ("ADMIN", "CATALOG", "AUDIT", "FLOWER"):
         user, secret = f"e2e-{role.lower()}-{suffix}", uuid.uuid4().hex
         values[f"{role}_BROKER_USER"], values[f"{role}_BROKER_PASSWORD"] = user, secret
         values[f"{role}_BROKER_URL"] = f"amqp://{user}:{secret}@127.0.0.1:5672/{vhost}"
@@ -109,7 +109,7 @@ def stack():
     finally:
         if proc is not None:
             proc.stop(timeout=30)
-        for role in ("ADMIN", "CATALOG", "FLOWER"):
+        for role in ("ADMIN", "CATALOG", "AUDIT", "FLOWER"):
             if f"{role}_BROKER_USER" in values:
                 subprocess.run(["rabbitmqctl", "-q", "delete_user", values[f"{role}_BROKER_USER"]],
                                capture_output=True, timeout=60)

@@ -90,11 +90,11 @@ def test_flower_requires_auth_and_shows_the_worker(stack):
 
 
 def test_each_process_uses_its_own_least_privilege_broker_user(stack):
-    """Relay, worker and Flower connect as their own users (never guest), as in compose.yaml."""
+    """Relay, workers and Flower connect as their own users (never guest), as in compose.yaml."""
     admin = stack.admin_session()
     admin.post(f"{stack.admin}/api/products/", json={"title": "x", "price": "1.00"}, timeout=10)
     expected = {stack.env["ADMIN_BROKER_USER"], stack.env["CATALOG_BROKER_USER"],
-                stack.env["FLOWER_BROKER_USER"]}
+                stack.env["AUDIT_BROKER_USER"], stack.env["FLOWER_BROKER_USER"]}
     vhost = stack.env["TEST_SESSION_VHOST"]
 
     def users():

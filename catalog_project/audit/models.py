@@ -1,0 +1,23 @@
+from django.db import models
+
+
+class ProductChange(models.Model):
+    """One product event, as received: append-only, one row per event id (a redelivered event
+    is not recorded twice). Ordered by the product's version, not by arrival."""
+
+    event_id = models.UUIDField(unique=True)
+    type = models.CharField(max_length=32)
+    product_id = models.BigIntegerField()
+    version = models.PositiveIntegerField()
+    occurred_at = models.DateTimeField()
+    trace_id = models.CharField(max_length=64, blank=True, db_default="")
+    data = models.JSONField()
+    recorded_at = models.DateTimeField(db_default=models.functions.Now())
+
+    class Meta:
+        db_table = "audit_productchange"
+        ordering = ["product_id", "version"]
+        indexes = [models.Index(fields=["product_id", "version"], name="audit_product_version")]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.product_id} v{self.version}"

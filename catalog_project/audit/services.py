@@ -1,0 +1,40 @@
+"""Writes: record product events in the audit log, idempotently (by event id)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from psycopg2.extras import execute_values
+
+from product_events.contract import ProductEvent
+
+_INSERT = """
+INSERT INTO audit_productchange
+    (event_id, type, product_id, version, occurred_at, trace_id, data, recorded_at)
+VALUES %s
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id::text
+"""
+_TEMPLATE = "(%s, %s, %s, %s, %s, %s, %s, now())"
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    applied: int   # events recorded now
+    stale: int     # already recorded (redeliveries, duplicates)
+    applied_events: tuple[ProductEvent, ...] = ()
+
+
+def product_changes_record(*, events: list[ProductEvent]) -> RecordResult:
+    if not events:
+        return RecordResult(applied=0, stale=0)
+    rows = [(ev.event_id, ev.type, ev.product_id, ev.version, ev.occurred_at, ev.trace_id or "",
+             json.dumps(ev.data)) for ev in events]
+    with transaction.atomic(), connection.cursor() as cursor:
+        inserted = {r[0] for r in execute_values(cursor.cursor, _INSERT, rows,
+                                                 template=_TEMPLATE, fetch=True)}
+    recorded = tuple(ev for ev in events if ev.event_id in inserted)
+    return RecordResult(applied=len(recorded), stale=len(events) - len(recorded),
+                        applied_events=recorded)

@@ -1,0 +1,30 @@
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import serializers, viewsets
+from rest_framework.exceptions import ValidationError
+
+from . import selectors
+from .models import ProductChange
+
+
+class ProductChangeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ProductChange
+        fields = ["event_id", "type", "product_id", "version", "occurred_at", "trace_id",
+                  "data", "recorded_at"]
+        read_only_fields = fields
+
+
+@extend_schema_view(list=extend_schema(parameters=[OpenApiParameter(
+    "product_id", OpenApiTypes.INT, description="Only this product's changes.")]))
+class ProductChangeViewSet(viewsets.ReadOnlyModelViewSet):
+    """The audit log: every product event the audit subscriber received, oldest version first."""
+
+    serializer_class = ProductChangeSerializer
+    lookup_field = "event_id"
+
+    def get_queryset(self):
+        raw = self.request.query_params.get("product_id")
+        if raw is not None and not raw.isdigit():
+            raise ValidationError({"product_id": ["A whole number."]})
+        return selectors.product_changes_list(product_id=int(raw) if raw else None)
