@@ -11,3 +11,7 @@ def on_starting(server):
 
 def child_exit(server, worker):
     metrics.process_dead(worker.pid)
+
+
+def on_exit(server):
+    metrics.multiprocess_cleanup()

@@ -25,8 +25,13 @@ logger = logging.getLogger("common.metrics")
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
+_created: dict[str, int] = {}  # directory made here -> pid of the process that made it
+
+
 def multiprocess_prepare(prefix: str) -> str:
-    """Use a private, empty directory for this process tree's metric files (call before fork)."""
+    """Use a private, empty directory for this process tree's metric files (call before fork).
+    A directory given in PROMETHEUS_MULTIPROC_DIR is emptied; otherwise a temporary one is made
+    (``multiprocess_cleanup`` removes it when the parent stops)."""
     path = os.environ.get(ENV)
     if path:
         os.makedirs(path, exist_ok=True)
@@ -36,13 +41,18 @@ def multiprocess_prepare(prefix: str) -> str:
     else:
         path = tempfile.mkdtemp(prefix=f"{prefix}-metrics-")
         os.environ[ENV] = path
+        _created[path] = os.getpid()
     # Metrics built from now on write to files, even if prometheus_client was imported earlier.
     _values.ValueClass = _values.get_value_class()
     return path
 
 
-def multiprocess_cleanup(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+def multiprocess_cleanup() -> None:
+    """Remove the directory ``multiprocess_prepare`` made, if this is the process that made it
+    (never from a forked child, which would pull it from under its siblings)."""
+    path = os.environ.get(ENV, "")
+    if _created.get(path) == os.getpid():
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def process_dead(pid: int) -> None:

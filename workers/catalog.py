@@ -32,3 +32,10 @@ def _metrics_serve(**_kwargs):
     from common import metrics
 
     metrics.exporter_start(settings.CATALOG_WORKER_METRICS_BIND)
+
+
+@signals.worker_shutdown.connect
+def _metrics_cleanup(**_kwargs):
+    from common import metrics
+
+    metrics.multiprocess_cleanup()
