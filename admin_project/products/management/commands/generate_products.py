@@ -1,3 +1,4 @@
+import logging
 import random
 from decimal import Decimal
 
@@ -5,6 +6,7 @@ from django.core.management.base import BaseCommand
 
 from admin_project.products import services
 from admin_project.products.models import Product
+from common.trace import trace_id_new, trace_id_set
 
 
 class Command(BaseCommand):
@@ -20,6 +22,9 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=None)
 
     def handle(self, *args, count, updates, deletes, seed, **options):
+        # one summary line instead of a log line per change (thousands of them)
+        logging.getLogger("admin_project.products").setLevel(logging.WARNING)
+        trace_id_set(trace_id_new())  # one trace id for the whole run
         rnd = random.Random(seed)
         ids = []
         for i in range(count):

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand
 
 from admin_project.products.resync import drift_report, products_reconcile, products_republish
 from admin_project.settings.base import env
+from common.trace import trace_id_new, trace_id_set
 
 
 class Command(BaseCommand):
@@ -19,8 +20,11 @@ class Command(BaseCommand):
         drift = products_reconcile(catalog_url=catalog_url)
         self.stdout.write(drift_report(drift))
         if drift.total and repair:
+            trace_id = trace_id_new()
+            trace_id_set(trace_id)
             n = products_republish(product_ids=drift.repairable_ids())
-            self.stdout.write(f"repair: queued {n} events; run reconcile again to confirm")
+            self.stdout.write(f"repair: queued {n} events (trace id {trace_id}); "
+                              "run reconcile again to confirm")
         if drift.total:
             raise SystemExit(1)
         self.stdout.write(self.style.SUCCESS("no drift"))

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand
 
 from admin_project.products.resync import products_republish, products_resync
+from common.trace import trace_id_new, trace_id_set
 
 
 class Command(BaseCommand):
@@ -18,10 +19,12 @@ class Command(BaseCommand):
                             help="start over instead of resuming an interrupted run")
 
     def handle(self, *args, ids, rate, batch_size, max_pending, restart, **options):
+        trace_id = trace_id_new()  # every event of this run carries it
+        trace_id_set(trace_id)
         if ids:
             n = products_republish(product_ids=ids)
         else:
             n = products_resync(batch_size=batch_size, rate=rate or None,
                                 max_pending=max_pending, restart=restart,
                                 progress=lambda msg: self.stdout.write(msg))
-        self.stdout.write(self.style.SUCCESS(f"resync queued {n} events"))
+        self.stdout.write(self.style.SUCCESS(f"resync queued {n} events (trace id {trace_id})"))
