@@ -1,4 +1,4 @@
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 
 
@@ -18,6 +18,12 @@ class StrictPageNumberPagination(PageNumberPagination):
             raise ValidationError({self.page_size_query_param: [
                 f"A whole number from 1 to {self.max_page_size}, given once."]})
         return int(raw[0])
+
+    def get_page_number(self, request, paginator):
+        raw = request.query_params.getlist(self.page_query_param)
+        if raw and (len(raw) > 1 or not (raw[0].isdigit() or raw[0] in self.last_page_strings)):
+            raise NotFound("Invalid page.")  # DRF's answer to "?page=abc", also for "?page="
+        return super().get_page_number(request, paginator)
 
     def get_schema_operation_parameters(self, view):
         params = super().get_schema_operation_parameters(view)

@@ -16,6 +16,7 @@ from django.db import InterfaceError, OperationalError, connections
 from common.trace import trace_id_set
 from product_events import contract
 from workers import metrics, parking
+from workers.confirming import confirming_producer
 
 logger = logging.getLogger("workers.handling")
 contract.schema_validator()  # compile the JSON Schema once, before the pool forks
@@ -71,9 +72,11 @@ def product_events_handle(self, events, unexpected, *, apply):
         metrics.retried()
         logger.warning("transient error applying %d events (%s); retry %d in %ds",
                        len(good), exc, self.request.retries + 1, countdown)
-        raise self.retry(kwargs=contract.task_kwargs(good), exc=exc, countdown=countdown,
-                         queue=app.subscriber.queue,
-                         kwargsrepr=contract.task_summary(good)) from exc
+        with confirming_producer(app) as producer:  # sent and confirmed, or this raises
+            retry = self.retry(kwargs=contract.task_kwargs(good), exc=exc, countdown=countdown,
+                               queue=app.subscriber.queue, producer=producer, throw=False,
+                               kwargsrepr=contract.task_summary(good))
+        raise retry from exc
     except Exception as exc:  # noqa: BLE001
         # A permanent error (a value the database or its driver rejects, ...). Find the culprits
         # one by one so that the good events of this batch still land.

@@ -12,6 +12,7 @@ import socket
 
 from product_events import contract
 from workers import metrics
+from workers.confirming import confirming_producer
 
 logger = logging.getLogger("workers.parking")
 
@@ -19,7 +20,7 @@ MAX_REASON = 1000
 
 
 def park_events(*, app, request, items: list[tuple[object, str]]) -> None:
-    with app.producer_or_acquire() as producer:
+    with confirming_producer(app) as producer:
         for raw, reason in items:
             logger.error("parking event in %s: %s (task %s)", app.subscriber.dlq_name, reason,
                          request.id)
@@ -52,7 +53,7 @@ def park_message(*, app, message, reason: str) -> None:
     headers.pop("x-death", None)
     headers.update({"x-park-reason": reason[:MAX_REASON], "x-parked-by": socket.gethostname()})
     logger.error("parking message in %s: %s", app.subscriber.dlq_name, reason)
-    with app.producer_or_acquire() as producer:
+    with confirming_producer(app) as producer:
         producer.publish(
             message.body, exchange=app.subscriber.dead_letter_exchange,
             routing_key=app.subscriber.dlq_name, headers=headers,

@@ -1,4 +1,3 @@
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, viewsets
 from rest_framework.exceptions import ValidationError
@@ -15,8 +14,12 @@ class ProductChangeSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+MAX_ID = 2**63 - 1
+
+
 @extend_schema_view(list=extend_schema(parameters=[OpenApiParameter(
-    "product_id", OpenApiTypes.INT, description="Only this product's changes.")]))
+    "product_id", {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+    description="Only this product's changes.")]))
 class ProductChangeViewSet(viewsets.ReadOnlyModelViewSet):
     """The audit log: every product event the audit subscriber received, oldest version first."""
 
@@ -25,6 +28,6 @@ class ProductChangeViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         raw = self.request.query_params.get("product_id")
-        if raw is not None and not raw.isdigit():
-            raise ValidationError({"product_id": ["A whole number."]})
+        if raw is not None and not (raw.isdigit() and 1 <= int(raw) <= MAX_ID):
+            raise ValidationError({"product_id": [f"A whole number from 1 to {MAX_ID}."]})
         return selectors.product_changes_list(product_id=int(raw) if raw else None)

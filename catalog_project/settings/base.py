@@ -125,7 +125,8 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None   # keep trying while the broker is 
 CELERY_BROKER_CHANNEL_ERROR_RETRY = True
 CELERY_BROKER_HEARTBEAT = 60
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "confirm_publish": True,   # retries and parked events are published with confirms
+    # No confirm_publish here: it would make every task event (for Flower) wait for a broker
+    # round trip. Retries and parked events use a confirming producer (workers/confirming.py).
     "connect_timeout": env.float("CATALOG_BROKER_CONNECT_TIMEOUT", default=5.0),
 }
 CELERY_TASK_TIME_LIMIT = env.int("CATALOG_TASK_TIME_LIMIT", default=300)
