@@ -179,8 +179,8 @@ def test_cpu_pressure_reads_the_share_of_time_tasks_waited_for_a_cpu(tmp_path, m
         psi.write_text(f"some avg10=0.00 avg60=0.00 avg300=0.00 total={total_us}\n"
                        "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
 
-    pressure = relay_module.CpuPressure(0.3, path=str(psi))
     reading(1_000_000)
+    pressure = relay_module.CpuPressure(0.3, path=str(psi))
     assert pressure.saturated() is False          # first reading: no window yet
     clock[0] += 1.0
     reading(1_200_000)                            # 0.2 s of waiting in 1 s
