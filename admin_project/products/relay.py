@@ -260,42 +260,6 @@ class OutboxListener:
             self._wrapper = None
 
 
-class CpuPressure:
-    """Is the machine short of CPU right now? Linux's pressure stall information: the share of
-    the last ~second in which some runnable task waited for a CPU (``/proc/pressure/cpu``).
-    Where that file does not exist, never."""
-
-    PATH = "/proc/pressure/cpu"
-    WINDOW = 0.5  # seconds between readings
-
-    def __init__(self, threshold: float, path: str = PATH) -> None:
-        self.threshold = threshold
-        self.path = path
-        self.available = threshold > 0 and os.path.exists(path)
-        self._last: tuple[float, int] | None = None
-        self.share = 0.0
-
-    def _read_total_us(self) -> int:
-        with open(self.path) as f:
-            some = f.readline()  # "some avg10=... avg60=... avg300=... total=<microseconds>"
-        return int(some.rsplit("total=", 1)[1])
-
-    def saturated(self) -> bool:
-        if not self.available:
-            return False
-        now = time.monotonic()
-        if self._last is None or now - self._last[0] >= self.WINDOW:
-            try:
-                total = self._read_total_us()
-            except (OSError, ValueError, IndexError):
-                self.available = False
-                return False
-            if self._last is not None:
-                self.share = (total - self._last[1]) / 1e6 / (now - self._last[0])
-            self._last = (now, total)
-        return self.share >= self.threshold
-
-
 class Relay:
     def __init__(self, *, app=celery_app, sweep_seconds: float | None = None,
                  max_backoff: float | None = None) -> None:
@@ -314,8 +278,6 @@ class Relay:
         self._reported_events = 0
         self.linger = settings.RELAY_LINGER_SECONDS
         self.linger_max = settings.RELAY_LINGER_MAX_SECONDS
-        self.linger_saturated = settings.RELAY_LINGER_SATURATED_SECONDS
-        self.pressure = CpuPressure(settings.RELAY_CPU_PRESSURE_THRESHOLD)
         self.heartbeat_file = settings.RELAY_HEARTBEAT_FILE
         self._last_beat = 0.0
 
@@ -373,14 +335,8 @@ class Relay:
                 if notified and time.monotonic() - last_busy < 0.05 and self.linger:
                     # Busy: let more commits land so they share one claim and one message. The
                     # wait grows with the last batch (more load, bigger batches, less CPU per
-                    # event) and is capped, so a quiet system stays at ~2 ms. When the machine
-                    # is short of CPU, events already wait for it: then batch much harder, so
-                    # that publishing and applying take as little CPU from the web apps as
-                    # possible (docs/performance.md).
-                    wait = min(self.linger_max, self.linger * max(1, last_batch))
-                    if self.pressure.saturated():
-                        wait = max(wait, self.linger_saturated)
-                    self.stop_event.wait(wait)
+                    # event) and is capped, so a quiet system stays at ~2 ms.
+                    self.stop_event.wait(min(self.linger_max, self.linger * max(1, last_batch)))
         finally:
             listener.close()
             self.publisher.close()

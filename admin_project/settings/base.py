@@ -172,10 +172,6 @@ RELAY_SWEEP_SECONDS = env.float("ADMIN_RELAY_SWEEP_SECONDS", default=1.0)
 RELAY_LINGER_SECONDS = env.float("ADMIN_RELAY_LINGER_SECONDS", default=0.002)
 # ... multiplied by the size of the last batch, up to this cap.
 RELAY_LINGER_MAX_SECONDS = env.float("ADMIN_RELAY_LINGER_MAX_SECONDS", default=0.02)
-# ... and this long while some task waits for a CPU more than this share of the time (Linux
-# /proc/pressure/cpu): batch harder when the machine is saturated. Threshold 0 disables.
-RELAY_LINGER_SATURATED_SECONDS = env.float("ADMIN_RELAY_LINGER_SATURATED_SECONDS", default=0.1)
-RELAY_CPU_PRESSURE_THRESHOLD = env.float("ADMIN_RELAY_CPU_PRESSURE_THRESHOLD", default=0.3)
 RELAY_CONFIRM_TIMEOUT = env.float("ADMIN_RELAY_CONFIRM_TIMEOUT", default=10.0)
 RELAY_MAX_BACKOFF_SECONDS = env.float("ADMIN_RELAY_MAX_BACKOFF_SECONDS", default=30.0)
 OUTBOX_RETENTION_HOURS = env.float("ADMIN_OUTBOX_RETENTION_HOURS", default=168.0)

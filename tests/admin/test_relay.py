@@ -167,28 +167,3 @@ def test_publisher_never_declares_queues(bus_queue):
     with pytest.raises(Exception, match="(?i)not.?found|404"):
         amqp.queue_depth("celery")
 
-
-def test_cpu_pressure_reads_the_share_of_time_tasks_waited_for_a_cpu(tmp_path, monkeypatch):
-    from admin_project.products import relay as relay_module
-
-    psi = tmp_path / "cpu"
-    clock = [100.0]
-    monkeypatch.setattr(relay_module.time, "monotonic", lambda: clock[0])
-
-    def reading(total_us):
-        psi.write_text(f"some avg10=0.00 avg60=0.00 avg300=0.00 total={total_us}\n"
-                       "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
-
-    reading(1_000_000)
-    pressure = relay_module.CpuPressure(0.3, path=str(psi))
-    assert pressure.saturated() is False          # first reading: no window yet
-    clock[0] += 1.0
-    reading(1_200_000)                            # 0.2 s of waiting in 1 s
-    assert pressure.saturated() is False and abs(pressure.share - 0.2) < 1e-9
-    clock[0] += 0.1
-    reading(9_000_000)                            # inside the window: not read again
-    assert pressure.saturated() is False
-    clock[0] += 0.9
-    assert pressure.saturated() is True           # 7.8 s of waiting over 1 s: saturated
-    assert relay_module.CpuPressure(0.3, path=str(tmp_path / "absent")).saturated() is False
-    assert relay_module.CpuPressure(0, path=str(psi)).saturated() is False  # 0 disables
