@@ -65,7 +65,7 @@ def wait_for(driver, css: str, timeout: float = 15):
                       message=lambda: f"{css} on {driver.current_url}")[0]
 
 
-def test_admin_to_catalog_to_flower_in_a_browser(stack, browser):
+def test_admin_to_catalog_to_flower_in_a_browser(browser, stack):  # browser first: fail fast
     from selenium.webdriver.common.by import By
 
     d = browser
@@ -144,3 +144,17 @@ def test_admin_to_catalog_to_flower_in_a_browser(stack, browser):
     assert "SUCCESS" in d.find_element(By.TAG_NAME, "body").text
     shot(d, "08-flower-task")
     d.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
+
+
+def test_without_chromium_the_browser_test_fails_and_says_how_to_install_it():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/e2e/test_browser.py", "-p", "no:django", "-q",
+         "-k", "in_a_browser", "-p", "no:cacheprovider"],
+        cwd=processes.REPO, capture_output=True, text=True, timeout=120,
+        env=processes.base_env(CHROMIUM_BINARY="/nonexistent/chromium"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 error" in result.stdout and "skipped" not in result.stdout, result.stdout
+    assert "apt-get install -y chromium chromium-driver" in result.stdout
