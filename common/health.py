@@ -6,6 +6,7 @@ The broker is checked with the process's own (least-privilege) broker URL."""
 
 from __future__ import annotations
 
+import os
 import time
 
 from django.conf import settings
@@ -34,8 +35,6 @@ def broker_check() -> None:
 
 def broker_url() -> str:
     # Like Celery: the CELERY_BROKER_URL environment variable wins over the setting.
-    import os
-
     return os.environ.get("CELERY_BROKER_URL") or settings.CELERY_BROKER_URL
 
 
