@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -403,5 +404,10 @@ def main() -> None:
     print(f"\nresults: bench/results/{stamp}.json, chart: bench/results/{stamp}.png")
 
 
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(f"bench: stopped by signal {signum}")  # runs the stack's cleanup
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     main()
