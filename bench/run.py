@@ -34,6 +34,7 @@ HTTP_SECONDS = 2 if SMALL else 6
 # "with events" vs "without" is measured in alternating pairs (A B, B A, ...) and the ratio is
 # the median of the pairs' ratios: this machine's speed drifts by 10-20% between runs.
 HTTP_PAIRS = 1 if SMALL else 5
+LONG_WAIT = 120 if SMALL else 900  # seconds; a stuck stage fails with its name, not a hang
 PER_MESSAGE = 100
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PRODUCTS = Exchange(contract.EXCHANGE, "topic", durable=True)
@@ -220,10 +221,10 @@ def resync(stack: Stack, n: int) -> dict:
                        "|| g || '.png', (g %% 1000) + 0.99, 'resync bench', 1, now(), now() "
                        "FROM generate_series(1, %s) g", [n])
     t0 = time.perf_counter()
-    out = stack.manage("admin_project", "resync", "--restart", "--rate", "0", timeout=900)
+    out = stack.manage("admin_project", "resync", "--restart", "--rate", "0", timeout=LONG_WAIT)
     assert out.returncode == 0, out.stderr
     queued = time.perf_counter() - t0
-    wait_until(lambda: catalog_count(stack) >= n, timeout=900, interval=0.2,
+    wait_until(lambda: catalog_count(stack) >= n, timeout=LONG_WAIT, interval=0.2,
                message="resync applied")
     return {"products": n, "seconds": time.perf_counter() - t0, "outbox_written_s": queued}
 
@@ -240,8 +241,9 @@ def worker_memory(stack: Stack, n: int) -> dict:
     batch = 20_000
     for first in range(0, n, batch):
         publish_tasks(stack, min(batch, n - first), PER_MESSAGE, start_id=1 + first)
-    wait_until(lambda: catalog_count(stack) >= n + 2_000, timeout=900, interval=0.2,
-               message="memory run drained")
+    wait_until(lambda: catalog_count(stack) >= n + 2_000, timeout=LONG_WAIT, interval=0.2,
+               message=lambda: f"memory run drained ({catalog_count(stack)} of {n + 2_000}):\n"
+                               f"{stack.proc('worker').tail(20)}")
     pids = [stack.worker_main_pid(), *stack.worker_children()]
     end_rss = rss_kb(pids)
     stack.kill("worker")
