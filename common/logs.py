@@ -8,7 +8,7 @@ from typing import Any
 
 FORMATS = ("plain", "json")
 
-# Context fields a log call may pass in ``extra`` and the JSON formatter keeps as keys.
+# The record attributes every JSON line has; ``extra`` fields of a log call are added as keys.
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(process)d %(trace_id)s %(message)s"
 
 

@@ -104,7 +104,7 @@ def metrics_view(request):
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
-def exporter_start(bind: str, *, extra_collectors=()) -> bool:
+def exporter_start(bind: str) -> bool:
     """Serve /metrics on ``host:port`` from a daemon thread (relay, worker). Empty ``bind``
     disables it. A port in use is logged, never fatal: metrics must not stop event delivery."""
     if not bind:
@@ -114,7 +114,7 @@ def exporter_start(bind: str, *, extra_collectors=()) -> bool:
     host, _, port = bind.rpartition(":")
     try:
         start_http_server(int(port), addr=host or "0.0.0.0",
-                          registry=scrape_registry(extra_collectors))
+                          registry=scrape_registry())
     except OSError as exc:
         logger.error("metrics exporter not started on %s: %s", bind, exc)
         return False

@@ -47,7 +47,6 @@ class TraceIdMiddleware:
 
     def __call__(self, request):
         trace_id = trace_id_accept(request.META.get(_META_KEY))
-        request.trace_id = trace_id
         token = _current.set(trace_id)
         try:
             response = self.get_response(request)

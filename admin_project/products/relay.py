@@ -125,7 +125,7 @@ def outbox_publish_pending(*, publisher: Publisher | None = None, app=celery_app
     per_message = max_events_per_message or settings.RELAY_MAX_EVENTS_PER_MESSAGE
     error: BaseException | None = None
     sent_ids: list[int] = []
-    published: list[list[tuple]] = []
+    published: list[tuple[list[tuple], str]] = []
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_CLAIM, [claim_size])
         rows = cursor.fetchall()
@@ -138,9 +138,9 @@ def outbox_publish_pending(*, publisher: Publisher | None = None, app=celery_app
                 group = list(group)
                 for start in range(0, len(group), per_message):
                     chunk = group[start:start + per_message]
-                    _publish(producer, event_type, chunk)
+                    summary = _publish(producer, event_type, chunk)
                     sent_ids.extend(r[0] for r in chunk)
-                    published.append(chunk)
+                    published.append((chunk, summary))
                     if stats:
                         stats.published_messages += 1
         except Exception as exc:  # noqa: BLE001 - any failure leaves the rest pending
@@ -152,27 +152,26 @@ def outbox_publish_pending(*, publisher: Publisher | None = None, app=celery_app
         stats.published_events += len(sent_ids)
     EVENTS_PUBLISHED.inc(len(sent_ids))
     MESSAGES_PUBLISHED.inc(len(published))
-    for chunk in published:  # committed: these are sent for good
-        _log_published(chunk)
+    for chunk, summary in published:  # committed: these are sent for good
+        _log_published(chunk, summary)
     if error is not None:
         raise error
     return len(sent_ids)
 
 
-def _log_published(rows: list[tuple]) -> None:
+def _log_published(rows: list[tuple], summary: str) -> None:
     """One line per message, carrying the trace id(s) of its events (docs/operations.md)."""
     if not logger.isEnabledFor(logging.INFO):
         return
     trace_ids = sorted({r[6] for r in rows if r[6]})
-    summary = contract.task_summary(
-        [{"type": r[1], "product_id": r[2], "version": r[3], "event_id": r[4]} for r in rows])
     logger.info("published %s", summary, extra={
         "trace_id": trace_ids[0] if len(trace_ids) == 1 else "-",
         "trace_ids": trace_ids[:100], "events": len(rows)})
 
 
-def _publish(producer, event_type: str, rows: list[tuple]) -> None:
-    """One Celery protocol-2 task message (docs/events.md) carrying ``rows``' events."""
+def _publish(producer, event_type: str, rows: list[tuple]) -> str:
+    """One Celery protocol-2 task message (docs/events.md) carrying ``rows``' events. Returns
+    its summary (``kwargsrepr``), for the log line once it is committed."""
     # One event: the Celery task id is the event id, so Flower shows it and logs correlate.
     task_id = rows[0][4] if len(rows) == 1 else str(uuid.uuid4())
     summary = contract.task_summary([
@@ -196,6 +195,7 @@ def _publish(producer, event_type: str, rows: list[tuple]) -> None:
         timeout=settings.RELAY_CONFIRM_TIMEOUT,
         declare=[],          # publishers declare only the exchange (at connect), never queues
     )
+    return summary
 
 
 def outbox_purge_sent(*, older_than: timedelta) -> int:
