@@ -48,13 +48,14 @@ def outbox_event_record(*, product: Product, event_type: str) -> int | None:
     )[0]
 
 
-# The rows and the NOTIFY in one statement (one round trip per change; this is on every write's
-# request path). PostgreSQL delivers the notification only if the transaction commits.
+# The rows and the NOTIFY in one statement: one round trip per change, on every write's request
+# path. PostgreSQL delivers the notification only if the transaction commits, and folds identical
+# notifications of one transaction into one. (Measured over 8 x 3,000 in-process creates, this
+# plain INSERT ... RETURNING costs ~70 us less machine CPU per write than the same as a CTE with
+# array_agg: see docs/performance.md.)
 _OUTBOX_INSERT = f"""
-WITH ins AS (
-    INSERT INTO products_outboxevent (event_id, type, product_id, version, payload, occurred_at)
-    VALUES %s RETURNING id)
-SELECT array_agg(id ORDER BY id), pg_notify('{OUTBOX_CHANNEL}', '') FROM ins
+INSERT INTO products_outboxevent (event_id, type, product_id, version, payload, occurred_at)
+VALUES %s RETURNING id, pg_notify('{OUTBOX_CHANNEL}', '')
 """
 _OUTBOX_ROW = "(%s, %s, %s, %s, %s::jsonb, %s)"
 _OUTBOX_INSERT_ONE = _OUTBOX_INSERT.replace("%s", _OUTBOX_ROW, 1)
@@ -79,10 +80,10 @@ def outbox_events_record(*, items: list[tuple]) -> list[int]:
     with connection.cursor() as cursor:
         if len(rows) == 1:  # the request path: no execute_values overhead
             cursor.execute(_OUTBOX_INSERT_ONE, rows[0])
-            return cursor.fetchone()[0]
-        ids = execute_values(cursor.cursor, _OUTBOX_INSERT, rows, template=_OUTBOX_ROW,
-                             page_size=len(rows), fetch=True)
-    return ids[0][0]
+            return [cursor.fetchone()[0]]
+        inserted = execute_values(cursor.cursor, _OUTBOX_INSERT, rows, template=_OUTBOX_ROW,
+                                  page_size=len(rows), fetch=True)
+    return [row[0] for row in inserted]
 
 
 def _event_delivery_compared(*, product: Product, event_type: str) -> None:
