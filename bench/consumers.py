@@ -22,8 +22,11 @@ from django.conf import settings  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from psycopg2.extras import execute_values  # noqa: E402
 
+from bench.cpu import busy_seconds  # noqa: E402
 from catalog_project.catalog.models import Product  # noqa: E402
 from catalog_project.catalog.services import _TEMPLATE, _UPSERT  # noqa: E402
+
+CPU_AT_START: list[float] = []  # machine CPU when the first message arrived
 
 
 def seed(channel, queue: str, n: int) -> float:
@@ -32,6 +35,7 @@ def seed(channel, queue: str, n: int) -> float:
     def on_message(ch, method, properties, body):
         if state["t0"] is None:
             state["t0"] = time.perf_counter()
+            CPU_AT_START.append(busy_seconds())
         e = json.loads(body)
         d = e["data"]
         Product(id=e["product_id"], title=d["title"], image=d["image"], price=d["price"],
@@ -53,6 +57,7 @@ def raw(channel, queue: str, n: int, batch: int = 100) -> float:
     for method, _props, body in channel.consume(queue, auto_ack=False):
         if t0 is None:
             t0 = time.perf_counter()
+            CPU_AT_START.append(busy_seconds())
         e = json.loads(body)
         d = e["data"]
         rows.append((e["product_id"], d["title"], d["image"], d["price"], d["description"],
@@ -75,9 +80,10 @@ def main() -> None:
     conn = pika.BlockingConnection(pika.URLParameters(settings.CELERY_BROKER_URL))
     channel = conn.channel()
     elapsed = (seed if mode == "seed" else raw)(channel, queue, n)
+    cpu = busy_seconds() - CPU_AT_START[0]
     conn.close()
     print(json.dumps({"mode": mode, "events": n, "seconds": elapsed,
-                      "events_per_s": n / elapsed}))
+                      "events_per_s": n / elapsed, "cpu_ms_per_event": cpu / n * 1000}))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,20 @@
 """A small closed-loop HTTP load client: N threads POST products for S seconds.
 
-    python bench/http_load.py URL TOKEN THREADS SECONDS   -> JSON {rps, p50_ms, p99_ms, errors}"""
+    python bench/http_load.py URL TOKEN THREADS SECONDS
+    -> JSON {rps, p50_ms, p99_ms, errors, cpu_s, cpu_ms_per_request}
+    (cpu: the whole machine's, every process, over the counted window)"""
 
 import http.client
 import json
 import sys
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.cpu import busy_seconds  # noqa: E402
 
 
 def main() -> None:
@@ -45,13 +52,18 @@ def main() -> None:
     workers = [threading.Thread(target=run) for _ in range(threads)]
     for w in workers:
         w.start()
+    time.sleep(max(0.0, warmup_until - time.perf_counter()))
+    cpu0 = busy_seconds()  # the machine's CPU over the counted window, every process included
+    time.sleep(max(0.0, stop_at - time.perf_counter()))
+    cpu = busy_seconds() - cpu0
     for w in workers:
         w.join()
     elapsed = time.perf_counter() - warmup_until
     latencies.sort()
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
     print(json.dumps({"requests": len(latencies), "rps": len(latencies) / elapsed,
-                      "p50_ms": pick(0.50), "p99_ms": pick(0.99), "errors": errors[0]}))
+                      "p50_ms": pick(0.50), "p99_ms": pick(0.99), "errors": errors[0],
+                      "cpu_s": cpu, "cpu_ms_per_request": cpu / max(1, len(latencies)) * 1000}))
 
 
 if __name__ == "__main__":
