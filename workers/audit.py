@@ -14,9 +14,7 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "catalog_project.settings.local")
 
-from workers import topology  # noqa: E402
-
-AUDIT = topology.Subscriber("audit", "product.*")
+from workers.topology import AUDIT  # noqa: E402
 
 app = Celery("audit", include=["workers.audit_tasks"])
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -59,10 +59,13 @@ def _describe(index: int, message) -> Parked:
 
 
 class DeadLetters:
-    def __init__(self, broker_url: str, queue: str = contract.CATALOG_DLQ):
+    """The dead-letter queue of one subscriber (default: the catalog's)."""
+
+    def __init__(self, broker_url: str, subscriber: topology.Subscriber = topology.CATALOG):
         self.conn = Connection(broker_url, connect_timeout=10,
                                transport_options={"confirm_publish": True})
-        self.queue = queue
+        self.subscriber = subscriber
+        self.queue = subscriber.dlq_name
         self.channel = None
 
     def __enter__(self):
@@ -88,15 +91,15 @@ class DeadLetters:
         return out
 
     def replay(self, parked: list[Parked]) -> int:
-        """Republish to the catalog queue (through the catalog's private exchange), confirmed,
-        then remove from the DLQ."""
+        """Republish to the subscriber's queue (through its private exchange: no other
+        subscriber sees it again), confirmed, then remove from the DLQ."""
         producer = self.conn.Producer()
         for p in parked:
             m = p.message
             headers = {k: v for k, v in (m.headers or {}).items()
                        if k not in REPLAY_DROP_HEADERS}
-            producer.publish(m.body, exchange=topology.catalog_exchange.name,
-                             routing_key=topology.catalog_queue.routing_key, headers=headers,
+            producer.publish(m.body, exchange=self.subscriber.exchange.name,
+                             routing_key=self.subscriber.queue.routing_key, headers=headers,
                              content_type=m.content_type, content_encoding=m.content_encoding,
                              delivery_mode=2, mandatory=True, retry=False)
             m.ack()

@@ -93,6 +93,10 @@ class Subscriber:
 
 CATALOG = Subscriber("catalog", contract.ROUTING_PATTERN_ALL)
 assert CATALOG.queue_name == contract.CATALOG_QUEUE and CATALOG.dlq_name == contract.CATALOG_DLQ
+# The audit log (workers/audit.py): every create, update and delete, at its own pace.
+AUDIT = Subscriber("audit", "product.*")
+# Every subscriber this repository runs, by name (`manage.py dlq --subscriber`, queue metrics).
+SUBSCRIBERS = {s.name: s for s in (CATALOG, AUDIT)}
 
 # The catalog's names, as the rest of the code and the tests know them.
 catalog_exchange = CATALOG.exchange

@@ -1,12 +1,13 @@
-"""Catalog metrics read at scrape time: queue depths, straight from the broker. The worker's
-counters (applied, stale, dead-lettered, lag) are on the worker's own exporter."""
+"""Catalog metrics read at scrape time: the queue depths of every subscriber (catalog, audit),
+straight from the broker. The worker's counters (applied, stale, dead-lettered, lag) are on the
+worker's own exporter."""
 
 import logging
 
 from prometheus_client.core import GaugeMetricFamily
 
 from common.health import CHECK_TIMEOUT, broker_url
-from product_events import contract
+from workers.topology import SUBSCRIBERS
 
 logger = logging.getLogger("catalog_project.metrics")
 
@@ -17,7 +18,7 @@ def queue_depths() -> dict[str, int]:
 
     depths = {}
     with Connection(broker_url(), connect_timeout=CHECK_TIMEOUT) as conn:
-        for name in (contract.CATALOG_QUEUE, contract.CATALOG_DLQ):
+        for name in [q for sub in SUBSCRIBERS.values() for q in (sub.queue_name, sub.dlq_name)]:
             channel = conn.channel()
             try:
                 depths[name] = channel.queue_declare(queue=name, passive=True).message_count
@@ -34,7 +35,8 @@ def queue_depths() -> dict[str, int]:
 class CatalogCollector:
     def collect(self):
         depth = GaugeMetricFamily("catalog_queue_messages",
-                                  "Messages ready in the catalog's queues (DLQ: parked).",
+                                  "Messages ready in each subscriber's queue and DLQ "
+                                  "(catalog, audit; a DLQ holds parked messages).",
                                   labels=["queue"])
         up = GaugeMetricFamily("catalog_broker_up", "1 if the broker answered this scrape.")
         try:

@@ -1,4 +1,4 @@
-"""`manage.py dlq list|replay|purge` against the real broker and worker."""
+"""`manage.py dlq [--subscriber audit] list|replay|purge` against the real broker and worker."""
 
 import io
 import json
@@ -10,6 +10,7 @@ from kombu import Exchange
 from catalog_project.catalog.models import Product
 from tests.support import amqp
 from tests.support.waiting import wait_until
+from workers.topology import AUDIT
 
 from .events import event
 from .test_worker import publish_raw, task_body
@@ -79,3 +80,34 @@ def test_purge_needs_yes(worker, dlq_empty):
     assert amqp.queue_depth("catalog.products.dlq") == 0
     with pytest.raises(CommandError):
         dlq("replay")
+
+
+@pytest.fixture
+def audit_queues():
+    """The audit log's queues (no audit worker here: what is replayed stays in its queue)."""
+    with amqp.broker_connection() as conn:
+        AUDIT.declare(conn.default_channel)
+    for name in ("audit.products", "audit.products.dlq"):
+        amqp.drain(name)
+    yield
+    for name in ("audit.products", "audit.products.dlq"):
+        amqp.drain(name)
+
+
+def test_audit_dlq_is_listed_and_replayed_to_the_audit_queue_only(audit_queues):
+    parked = event(90, 1)
+    publish_raw(task_body([parked]), exchange=Exchange("audit.dlx", "direct", durable=True),
+                routing_key="audit.products.dlq", headers={"x-park-reason": "audit test reason"})
+    wait_until(lambda: amqp.queue_depth("audit.products.dlq") == 1, timeout=10)
+    catalog_before = amqp.queue_depth("catalog.products")
+    out = dlq("--subscriber", "audit", "list")
+    assert "audit test reason" in out and parked["event_id"] in out
+    assert "1 parked message(s) shown" in out
+    assert "0 parked message(s) shown" in dlq("list")  # the catalog's DLQ is another queue
+    assert "replayed 1 message(s)" in dlq("--subscriber", "audit", "replay", "--all")
+    assert amqp.queue_depth("audit.products.dlq") == 0
+    replayed = amqp.drain("audit.products")
+    assert [json.loads(m.body)[1]["events"][0]["event_id"] for m in replayed] == \
+        [parked["event_id"]]
+    assert "x-park-reason" not in replayed[0].headers
+    assert amqp.queue_depth("catalog.products") == catalog_before

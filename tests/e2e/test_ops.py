@@ -122,7 +122,9 @@ def test_metrics_of_every_process(stack):
     assert metric(admin, "outbox_pending_events") >= 0
     catalog = requests.get(f"{stack.catalog}/metrics", timeout=10).text
     assert metric(catalog, "catalog_broker_up") == 1
-    assert metric(catalog, "catalog_queue_messages", 'queue="catalog.products.dlq"') >= 0
+    for queue in ("catalog.products", "catalog.products.dlq", "audit.products",
+                  "audit.products.dlq"):  # read with the catalog's least-privilege broker user
+        assert metric(catalog, "catalog_queue_messages", f'queue="{queue}"') >= 0, queue
     flower = requests.get(f"{stack.flower}/metrics", auth=stack.flower_auth, timeout=10)
     assert flower.status_code == 200 and "flower_events_total" in flower.text
     assert requests.get(f"{stack.flower}/metrics", timeout=10).status_code == 401

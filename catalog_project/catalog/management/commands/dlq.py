@@ -2,23 +2,28 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from workers.dlq import DeadLetters
+from workers.topology import SUBSCRIBERS
 
 
 class Command(BaseCommand):
-    help = "The dead-letter queue (catalog.products.dlq): list with reasons, replay, purge."
+    help = ("A subscriber's dead-letter queue (catalog.products.dlq by default): list with "
+            "reasons, replay, purge.")
 
     def add_arguments(self, parser):
+        parser.add_argument("--subscriber", choices=sorted(SUBSCRIBERS), default="catalog",
+                            help="whose DLQ (default catalog; audit: audit.products.dlq, run "
+                                 "with the audit worker's broker user)")
         sub = parser.add_subparsers(dest="action", required=True)
         ls = sub.add_parser("list", help="show parked messages and why (removes nothing)")
         ls.add_argument("--limit", type=int, default=100)
-        rp = sub.add_parser("replay", help="send parked messages back to the catalog queue")
+        rp = sub.add_parser("replay", help="send parked messages back to the subscriber's queue")
         rp.add_argument("ids", nargs="*", help="task ids or event ids to replay")
         rp.add_argument("--all", action="store_true", help="replay every parked message")
         pg = sub.add_parser("purge", help="delete every parked message")
         pg.add_argument("--yes", action="store_true", help="really delete them")
 
-    def handle(self, *args, action, **opts):
-        with DeadLetters(settings.CELERY_BROKER_URL) as dlq:
+    def handle(self, *args, action, subscriber, **opts):
+        with DeadLetters(settings.CELERY_BROKER_URL, SUBSCRIBERS[subscriber]) as dlq:
             if action == "list":
                 parked = dlq.read(limit=opts["limit"])
                 for p in parked:
