@@ -38,11 +38,14 @@ def test_bench_runs_every_scenario_on_a_tiny_n():
     assert proc.returncode == 0, output[-3000:]
     for figure in ("catalog drain, Celery, 1 process", "seed-style consumer", "relay",
                    "latency at 200/s", "HTTP create, events seed-inline", "resync of",
-                   "worker RSS"):
+                   "worker RSS", "machine CPU per event", "machine CPU per request", "bound:"):
         assert figure in output, figure
     (new,) = set((REPO / "bench" / "results").glob("*.json")) - before
     data = json.loads(new.read_text())
     assert data["small"] is True and data["drain"]["seed"]["events"] == data["n"]
+    # CPU is read from /proc/stat over each measured window: present and plausible
+    assert all(data["drain"][k]["cpu_ms_per_event"] > 0 for k in ("celery_2", "seed", "raw"))
+    assert all(h["cpu_s"] > 0 and h["requests"] > 0 for h in data["http"])
     assert new.with_suffix(".png").stat().st_size > 10_000
     new.unlink()
     new.with_suffix(".png").unlink()
