@@ -14,8 +14,11 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "catalog_project.settings.local")
 
+from workers import metrics  # noqa: E402
 from workers.topology import AUDIT  # noqa: E402
 
 app = Celery("audit", include=["workers.audit_tasks"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
 AUDIT.celery_configure(app)
+# Prometheus: audit_events_* (applied, stale, dead-lettered, retries, lag) on their own port.
+metrics.worker_metrics(app, name="audit", bind="AUDIT_WORKER_METRICS_BIND")

@@ -141,6 +141,7 @@ CELERY_WORKER_REDIRECT_STDOUTS = False
 
 # The worker's Prometheus exporter (served by the worker's main process), host:port; "" = off.
 CATALOG_WORKER_METRICS_BIND = env("CATALOG_WORKER_METRICS_BIND", default="127.0.0.1:9102")
+AUDIT_WORKER_METRICS_BIND = env("AUDIT_WORKER_METRICS_BIND", default="127.0.0.1:9103")
 
 # Retry policy for transient errors (database unavailable, connection reset): exponential
 # backoff with jitter, then the message is parked in the dead-letter queue.

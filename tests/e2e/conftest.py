@@ -31,6 +31,7 @@ class Stack:
     env: dict[str, str]
     relay_metrics: str = ""
     worker_metrics: str = ""
+    audit_metrics: str = ""
 
     def admin_session(self) -> requests.Session:
         s = requests.Session()
@@ -46,7 +47,8 @@ def stack():
     suffix = uuid.uuid4().hex[:8]
     admin_db, catalog_db = f"e2e_admin_{suffix}", f"e2e_catalog_{suffix}"
     ports = {k: processes.free_port() for k in ("ADMIN_PORT", "CATALOG_PORT", "FLOWER_PORT",
-                                                "RELAY_METRICS", "WORKER_METRICS")}
+                                                "RELAY_METRICS", "WORKER_METRICS",
+                                                "AUDIT_METRICS")}
     values = env_example() | {k: str(v) for k, v in ports.items() if k.endswith("_PORT")} | {
         # not created here: bootstrap.py (make run) must create them
         "ADMIN_DATABASE_URL": pg.database_url(admin_db),
@@ -59,6 +61,7 @@ def stack():
         "ADMIN_LOG_FORMAT": "json", "CATALOG_LOG_FORMAT": "json",
         "ADMIN_RELAY_METRICS_BIND": f"127.0.0.1:{ports['RELAY_METRICS']}",
         "CATALOG_WORKER_METRICS_BIND": f"127.0.0.1:{ports['WORKER_METRICS']}",
+        "AUDIT_WORKER_METRICS_BIND": f"127.0.0.1:{ports['AUDIT_METRICS']}",
         "ADMIN_RELAY_HEARTBEAT_FILE": str(processes.ARTIFACTS / f"e2e-{suffix}.heartbeat"),
         "ADMIN_THROTTLE_USER": "1000000/second", "CATALOG_THROTTLE_ANON": "1000000/second",
     }
@@ -98,6 +101,7 @@ def stack():
             password=values["DJANGO_SUPERUSER_PASSWORD"], proc=proc, env=env,
             relay_metrics=f"http://{values['ADMIN_RELAY_METRICS_BIND']}/metrics",
             worker_metrics=f"http://{values['CATALOG_WORKER_METRICS_BIND']}/metrics",
+            audit_metrics=f"http://{values['AUDIT_WORKER_METRICS_BIND']}/metrics",
         )
         wait_until(lambda: not proc.alive() or (
             http_up(f"{stack.admin}/admin/login/") and http_up(f"{stack.catalog}/api/products/")

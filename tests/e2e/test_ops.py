@@ -107,14 +107,19 @@ def test_metrics_of_every_process(stack):
     def settled():
         relay = requests.get(stack.relay_metrics, timeout=5).text
         worker = requests.get(stack.worker_metrics, timeout=5).text
+        audit = requests.get(stack.audit_metrics, timeout=5).text
         published = metric(relay, "relay_events_published_total")
         applied = metric(worker, "catalog_events_applied_total")
-        return published >= 5 and applied >= 5 and (relay, worker)
+        recorded = metric(audit, "audit_events_applied_total")
+        return published >= 5 and applied >= 5 and recorded >= 5 and (relay, worker, audit)
 
-    relay, worker = wait_until(settled, timeout=30, message="relay and worker metrics")
+    relay, worker, audit = wait_until(settled, timeout=30, message="relay and worker metrics")
     assert metric(relay, "relay_heartbeat_timestamp_seconds") > 0
     assert metric(worker, "catalog_event_lag_seconds_count") >= 5
     assert metric(worker, "catalog_events_stale_total") >= 0
+    # each worker counts under its own subscriber's name, on its own port
+    assert metric(audit, "audit_event_lag_seconds_count") >= 5
+    assert "audit_events" not in worker and "catalog_events" not in audit
 
     admin = requests.get(f"{stack.admin}/metrics", timeout=10).text
     # two gunicorn workers served the POSTs; their counters are summed (multiprocess mode)

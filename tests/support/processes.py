@@ -64,7 +64,8 @@ def base_env(**overrides: str) -> dict[str, str]:
     env.update(PYTHONUNBUFFERED="1", ADMIN_SECRET_KEY="test-only-not-secret",
                CATALOG_SECRET_KEY="test-only-not-secret",
                # exporters off unless a test gives them a free port (tests run side by side)
-               ADMIN_RELAY_METRICS_BIND="", CATALOG_WORKER_METRICS_BIND="")
+               ADMIN_RELAY_METRICS_BIND="", CATALOG_WORKER_METRICS_BIND="",
+               AUDIT_WORKER_METRICS_BIND="")
     env.update(overrides)
     return env
 

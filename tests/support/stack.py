@@ -183,10 +183,12 @@ def running_stack(name: str, *, start=("admin", "catalog", "relay", "worker"),
     vhost = f"{name}-{suffix}"
     admin_db, catalog_db = f"{name}_admin_{suffix}", f"{name}_catalog_{suffix}"
     ports = {k: processes.free_port() for k in ("ADMIN_PORT", "CATALOG_PORT", "FLOWER_PORT",
-                                                "RELAY_METRICS", "WORKER_METRICS")}
+                                                "RELAY_METRICS", "WORKER_METRICS",
+                                                "AUDIT_METRICS")}
     values = env_example() | {k: str(v) for k, v in ports.items() if k.endswith("_PORT")} | {
         "ADMIN_RELAY_METRICS_BIND": f"127.0.0.1:{ports['RELAY_METRICS']}",
         "CATALOG_WORKER_METRICS_BIND": f"127.0.0.1:{ports['WORKER_METRICS']}",
+        "AUDIT_WORKER_METRICS_BIND": f"127.0.0.1:{ports['AUDIT_METRICS']}",
         "ADMIN_RELAY_HEARTBEAT_FILE": str(processes.ARTIFACTS / f"{name}-{suffix}.heartbeat"),
         # the tests poll hard; throttling has its own tests
         "ADMIN_THROTTLE_USER": "1000000/second", "ADMIN_THROTTLE_ANON": "1000000/second",
