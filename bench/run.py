@@ -25,7 +25,8 @@ from psycopg2.extras import execute_values  # noqa: E402
 
 from bench.cpu import busy_seconds  # noqa: E402
 from product_events import contract  # noqa: E402
-from tests.support.stack import Stack, running_stack  # noqa: E402
+from tests.support import processes  # noqa: E402
+from tests.support.stack import Stack, http_up, procfile, running_stack  # noqa: E402
 from tests.support.waiting import wait_until  # noqa: E402
 
 SMALL = os.environ.get("BENCH_SMALL") == "1"
@@ -33,10 +34,13 @@ N = int(os.environ.get("BENCH_N", 300 if SMALL else 50_000))
 RESYNC_N = 500 if SMALL else 100_000
 MEMORY_N = 1_000 if SMALL else 200_000
 RATES = [(50, 2), (200, 2)] if SMALL else [(50, 10), (200, 10), (1000, 5)]
-HTTP_SECONDS = 2 if SMALL else 6
-# "with events" vs "without" is measured in alternating pairs (A B, B A, ...) and the ratio is
-# the median of the pairs' ratios: this machine's speed drifts by 10-20% between runs.
-HTTP_PAIRS = 1 if SMALL else 7
+HTTP_SECONDS = 2 if SMALL else 6  # the seed-inline run
+# "with events" vs "without": two admins (outbox, off) run side by side and the load switches
+# between them every HTTP_WINDOW seconds (A B B A ...); the ratio is the median over the pairs of
+# adjacent windows. This machine's speed drifts by 20% within a minute: adjacent short windows
+# see the same machine, separate runs do not.
+HTTP_WINDOW = 1.0 if SMALL else 2.0
+HTTP_WINDOWS = 4 if SMALL else 40
 LONG_WAIT = 120 if SMALL else 900  # seconds; a stuck stage fails with its name, not a hang
 PER_MESSAGE = 100
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -218,24 +222,56 @@ def settle(stack: Stack) -> None:
                 cur.execute("CHECKPOINT")
 
 
-def http_create(stack: Stack, mode: str, pipeline: bool = True) -> dict:
-    stack.env["ADMIN_EVENT_DELIVERY"] = mode
-    stack.restart("admin")
-    from tests.support.stack import http_up
+def admin_token(stack: Stack, url: str) -> str:
+    wait_until(lambda: http_up(f"{url}/admin/login/"), timeout=60, message=f"admin up at {url}")
+    return stack.admin_session().headers["Authorization"].split()[1]
 
-    wait_until(lambda: http_up(f"{stack.admin}/admin/login/"), timeout=60, message="admin up")
-    token = stack.admin_session().headers["Authorization"].split()[1]
-    if mode == "seed-inline":
-        with Connection(stack.env["CELERY_BROKER_URL"]) as conn:
-            Queue("bench.seed", durable=True)(conn.default_channel).declare()
-    settle(stack)
-    out = subprocess.run([sys.executable, "bench/http_load.py", f"{stack.admin}/api/products/",
-                          token, "8", str(HTTP_SECONDS)], cwd=REPO, capture_output=True,
-                         text=True, timeout=HTTP_SECONDS * 10 + 60)
+
+def http_load(token: str, seconds: float, urls: list[str], window: float | None = None) -> dict:
+    argv = [sys.executable, "bench/http_load.py", token, "8", str(seconds),
+            *[f"{u}/api/products/" for u in urls]]
+    out = subprocess.run(argv + (["--window", str(window)] if window else []), cwd=REPO,
+                         capture_output=True, text=True, timeout=seconds * 10 + 60)
     assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout) | {"mode": mode, "pipeline": pipeline}
+    return json.loads(out.stdout)
+
+
+def http_outbox_vs_off(stack: Stack, *, pipeline: bool) -> tuple[list[dict], list[dict]]:
+    """The stack's admin records events (outbox); a second admin on another port, same
+    databases and settings, does not (off). Both serve while the load alternates between them."""
     stack.env["ADMIN_EVENT_DELIVERY"] = "outbox"
-    return result
+    stack.restart("admin")
+    port = processes.free_port()
+    off = processes.Proc(f"{stack.name}-admin-off", ["sh", "-c", procfile()["admin"]],
+                         stack.env | {"ADMIN_PORT": str(port), "ADMIN_EVENT_DELIVERY": "off"})
+    try:
+        off_url = f"http://127.0.0.1:{port}"
+        token = admin_token(stack, stack.admin)
+        admin_token(stack, off_url)
+        settle(stack)
+        out = http_load(token, HTTP_WINDOW * HTTP_WINDOWS, [stack.admin, off_url], HTTP_WINDOW)
+    finally:
+        off.stop()
+    modes = ("outbox", "off")
+    runs = [h | {"mode": m, "pipeline": pipeline}
+            for m, h in zip(modes, out["servers"], strict=True)]
+    windows = [w | {"mode": modes[w["server"]], "pipeline": pipeline} for w in out["windows"]]
+    return runs, windows
+
+
+def http_seed_inline(stack: Stack) -> dict:
+    """The seed's way: a pika publish inside the view (one connection per request)."""
+    stack.env["ADMIN_EVENT_DELIVERY"] = "seed-inline"
+    stack.restart("admin")
+    with Connection(stack.env["CELERY_BROKER_URL"]) as conn:
+        Queue("bench.seed", durable=True)(conn.default_channel).declare()
+    try:
+        token = admin_token(stack, stack.admin)
+        settle(stack)
+        return http_load(token, HTTP_SECONDS, [stack.admin]) | {"mode": "seed-inline",
+                                                                 "pipeline": True}
+    finally:
+        stack.env["ADMIN_EVENT_DELIVERY"] = "outbox"
 
 
 def resync(stack: Stack, n: int) -> dict:
@@ -310,12 +346,10 @@ def chart(results: dict, path: Path) -> None:
 def table(r: dict) -> str:
     d, seed, raw = r["drain"], r["drain"]["seed"]["events_per_s"], r["drain"]["raw"]["events_per_s"]
     best = max(d["celery_1"]["events_per_s"], d["celery_2"]["events_per_s"])
-    http = {m: median_run([h for h in r["http"] if h["pipeline"] and h["mode"] == m])
-            for m in ("outbox", "off", "seed-inline")}
-    alone = {m: median_run([h for h in r["http"] if not h["pipeline"] and h["mode"] == m])
-             for m in ("outbox", "off")}
-    ratio_whole = paired_ratio(r["http"], pipeline=True)
-    ratio_alone = paired_ratio(r["http"], pipeline=False)
+    http = {h["mode"]: h for h in r["http"] if h["pipeline"]}
+    alone = {h["mode"]: h for h in r["http"] if not h["pipeline"]}
+    ratio_whole = paired_ratio(r["http_windows"], pipeline=True)
+    ratio_alone = paired_ratio(r["http_windows"], pipeline=False)
     lat200 = next((x for x in r["latency"] if x["rate"] == 200), None)
     rows = [
         ("catalog drain, Celery, 1 process", f"{d['celery_1']['events_per_s']:,.0f} ev/s", ""),
@@ -334,13 +368,14 @@ def table(r: dict) -> str:
         rows.append((f"latency at {x['rate']}/s (achieved {x['achieved_rate']:.0f}/s)",
                      f"p50 {x['p50_ms']:.1f} / p95 {x['p95_ms']:.1f} / p99 {x['p99_ms']:.1f} / "
                      f"max {x['max_ms']:.1f} ms", "p99 <= 25 ms" if x["rate"] == 200 else ""))
-    pairs = lambda ratio: ", ".join(f"{x * 100:.0f}" for x in ratio["pairs"])  # noqa: E731
+    pairs = lambda ratio: (f"range {ratio['pairs'][0] * 100:.0f}-{ratio['pairs'][-1] * 100:.0f},"  # noqa: E731
+                           f" middle half {ratio['q1'] * 100:.0f}-{ratio['q3'] * 100:.0f}")
     for mode in ("outbox", "off"):
         h = alone[mode]
         rows.append((f"HTTP create, events {mode} (relay+worker paused)",
                      f"{h['rps']:,.0f} req/s, p99 {h['p99_ms']:.1f} ms, {h['errors']} errors", ""))
     rows.append((f"  with events vs without, request path (median of {len(ratio_alone['pairs'])}"
-                 " pairs)", f"{ratio_alone['median'] * 100:.0f}% (pairs: {pairs(ratio_alone)})",
+                 " pairs)", f"{ratio_alone['median'] * 100:.0f}% ({pairs(ratio_alone)})",
                  ">= 90%"))
     for mode in ("outbox", "off", "seed-inline"):
         h = http[mode]
@@ -348,7 +383,7 @@ def table(r: dict) -> str:
                      f"{h['p99_ms']:.1f} ms, {h['errors']} errors", ""))
     bound = whole_system_bound(r)
     rows.append((f"  with events vs without, whole system (median of {len(ratio_whole['pairs'])}"
-                 " pairs)", f"{ratio_whole['median'] * 100:.0f}% (pairs: {pairs(ratio_whole)})",
+                 " pairs)", f"{ratio_whole['median'] * 100:.0f}% ({pairs(ratio_whole)})",
                  f"at most {bound * 100:.0f}% here (bound)"))
     cpu = {k: h["cpu_ms_per_request"] for k, h in
            (("whole", http["outbox"]), ("path", alone["outbox"]), ("off", alone["off"]))}
@@ -373,25 +408,24 @@ def whole_system_bound(r: dict) -> float:
     """The best "with events / without" any pipeline could reach while it shares these cores
     with the web workers: each request keeps its request-path cost, and each event also costs at
     least what the raw batched ceiling consumer spends on it (no relay, no broker publish)."""
-    off = median_run([h for h in r["http"] if not h["pipeline"] and h["mode"] == "off"])
-    path = paired_ratio(r["http"], pipeline=False)["median"]
+    off = next(h for h in r["http"] if not h["pipeline"] and h["mode"] == "off")
+    path = paired_ratio(r["http_windows"], pipeline=False)["median"]
     per_event = r["drain"]["raw"]["cpu_ms_per_event"]
     return 1 / (1 / path + per_event / off["cpu_ms_per_request"])
 
 
-def median_run(runs: list[dict]) -> dict:
-    """The run with the median requests/s (its p99 and errors come with it)."""
-    runs = sorted(runs, key=lambda h: h["rps"])
-    return runs[len(runs) // 2]
-
-
-def paired_ratio(http: list[dict], *, pipeline: bool) -> dict:
-    pairs = {}
-    for h in http:
-        if h["pipeline"] == pipeline and "pair" in h:
-            pairs.setdefault(h["pair"], {})[h["mode"]] = h["rps"]
-    ratios = sorted(p["outbox"] / p["off"] for p in pairs.values() if len(p) == 2)
-    return {"pairs": ratios, "median": ratios[len(ratios) // 2]}
+def paired_ratio(windows: list[dict], *, pipeline: bool) -> dict:
+    """Adjacent windows (0, 1), (2, 3), ... hold one outbox and one off window each."""
+    mine = [w for w in windows if w["pipeline"] == pipeline]
+    ratios = []
+    for first, second in zip(mine[::2], mine[1::2], strict=False):  # an odd last one: unpaired
+        by_mode = {first["mode"]: first["rps"], second["mode"]: second["rps"]}
+        if by_mode.get("off"):
+            ratios.append(by_mode["outbox"] / by_mode["off"])
+    ratios.sort()
+    n = len(ratios)
+    return {"pairs": ratios, "median": ratios[n // 2], "q1": ratios[n // 4],
+            "q3": ratios[min(n - 1, (3 * n) // 4)]}
 
 
 def main() -> None:
@@ -420,19 +454,17 @@ def main() -> None:
         for rate, seconds in RATES:
             log(f"latency at {rate} events/s for {seconds}s")
             results["latency"].append(latency(stack, rate, seconds))
-        results["http"] = []
-        log(f"HTTP create, events outbox vs off, {HTTP_PAIRS} alternating pairs")
-        for pair in range(HTTP_PAIRS):
-            for mode in (("outbox", "off") if pair % 2 == 0 else ("off", "outbox")):
-                results["http"].append(http_create(stack, mode) | {"pair": pair})
+        log(f"HTTP create, events outbox vs off, {HTTP_WINDOWS} interleaved windows of "
+            f"{HTTP_WINDOW:.0f}s")
+        results["http"], results["http_windows"] = http_outbox_vs_off(stack, pipeline=True)
         log("HTTP create, events seed-inline")
-        results["http"].append(http_create(stack, "seed-inline"))
+        results["http"].append(http_seed_inline(stack))
         log("HTTP create, events outbox vs off, relay and worker paused (the request path alone)")
         stack.kill("relay")
         stack.kill("worker")
-        for pair in range(HTTP_PAIRS):
-            for mode in (("outbox", "off") if pair % 2 == 0 else ("off", "outbox")):
-                results["http"].append(http_create(stack, mode, pipeline=False) | {"pair": pair})
+        runs, windows = http_outbox_vs_off(stack, pipeline=False)
+        results["http"] += runs
+        results["http_windows"] += windows
         stack.sql("admin", "UPDATE products_outboxevent SET sent_at = now()")
         stack.start("worker")
         stack.wait_worker_ready()
