@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 from importlib import import_module
@@ -26,6 +27,7 @@ ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 _created: dict[str, int] = {}  # directory made here -> pid of the process that made it
+_DIR_RE = re.compile(r".+-metrics-pid(\d+)-[^/]+")
 
 
 def multiprocess_prepare(prefix: str) -> str:
@@ -39,12 +41,29 @@ def multiprocess_prepare(prefix: str) -> str:
             if name.endswith(".db"):
                 os.unlink(os.path.join(path, name))
     else:
-        path = tempfile.mkdtemp(prefix=f"{prefix}-metrics-")
+        _stale_dirs_remove()
+        path = tempfile.mkdtemp(prefix=f"{prefix}-metrics-pid{os.getpid()}-")
         os.environ[ENV] = path
         _created[path] = os.getpid()
     # Metrics built from now on write to files, even if prometheus_client was imported earlier.
     _values.ValueClass = _values.get_value_class()
     return path
+
+
+def _stale_dirs_remove() -> None:
+    """Remove the directories of process trees whose parent is gone without cleaning up (killed
+    with SIGKILL): the name carries the parent's pid. A pid in use again keeps its directory."""
+    tmp = tempfile.gettempdir()
+    for name in os.listdir(tmp):
+        match = _DIR_RE.fullmatch(name)
+        if not match:
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
+        except OSError:  # alive, owned by another user
+            pass
 
 
 def multiprocess_cleanup() -> None:

@@ -2,6 +2,7 @@
 Probes talk to the real PostgreSQL and RabbitMQ; failures are real (a closed port)."""
 
 import json
+import os
 
 import pytest
 from django.db import connections
@@ -164,3 +165,24 @@ def test_json_logs_carry_the_trace_id(capsys):
     assert record["trace_id"] == "trace-abcdef012345"
     assert record["level"] == "INFO" and record["logger"] == "admin_project.test"
     assert record["events"] == 2 and "time" in record
+
+
+# --- metric files of killed process trees --------------------------------------------------------
+def test_metric_dirs_of_dead_process_trees_are_removed_and_live_ones_kept(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from common import metrics
+
+    monkeypatch.setattr(metrics.tempfile, "gettempdir", lambda: str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = tmp_path / f"admin_project.wsgi-metrics-pid{int(gone.stdout)}-abc123"
+    alive = tmp_path / f"catalog-worker-metrics-pid{os.getpid()}-def456"
+    other = tmp_path / "unrelated-metrics-dir"
+    for d in (dead, alive, other):
+        d.mkdir()
+        (d / "counter_1.db").write_bytes(b"x")
+    metrics._stale_dirs_remove()
+    assert not dead.exists()
+    assert alive.exists() and other.exists()
