@@ -210,9 +210,8 @@ def latency(stack: Stack, rate: int, seconds: int) -> dict:
 
 
 def settle(stack: Stack) -> None:
-    """Start each HTTP run from the same database state: the previous runs' dead rows vacuumed
-    and their dirty pages written. Otherwise autovacuum and checkpoints triggered by one run land
-    in whichever run comes next, and a pair compares unlike conditions."""
+    """Start each HTTP phase from a vacuumed, checkpointed database: otherwise the autovacuum
+    and checkpoints owed to the stages before (drains, relay, latency) land in its windows."""
     for db in ("admin", "catalog"):
         url = stack.env[f"{db.upper()}_DATABASE_URL"]
         with contextlib.closing(psycopg2.connect(url, connect_timeout=5)) as conn:
