@@ -98,13 +98,6 @@ AUDIT = Subscriber("audit", "product.*")
 # Every subscriber this repository runs, by name (`manage.py dlq --subscriber`, queue metrics).
 SUBSCRIBERS = {s.name: s for s in (CATALOG, AUDIT)}
 
-# The catalog's names, as the rest of the code and the tests know them.
-catalog_exchange = CATALOG.exchange
-dead_letter_exchange = CATALOG.dead_letter_exchange
-catalog_queue = CATALOG.queue
-dead_letter_queue = CATALOG.dead_letter_queue
-bus_binding = CATALOG.bus_binding
-
 
 def mismatch_message(queue: Queue, exc: Exception) -> str:
     return (

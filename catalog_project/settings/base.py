@@ -80,7 +80,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "UNAUTHENTICATED_USER": None,
-    "DEFAULT_PAGINATION_CLASS": "catalog_project.catalog.pagination.ProductPagination",
+    "DEFAULT_PAGINATION_CLASS": "common.pagination.StrictPageNumberPagination",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",
                                  "rest_framework.renderers.BrowsableAPIRenderer"],
     "PAGE_SIZE": 50,
