@@ -82,13 +82,12 @@ def process_dead(pid: int) -> None:
 
 
 def scrape_registry(extra_collectors=()) -> CollectorRegistry:
+    registry = CollectorRegistry()
     if os.environ.get(ENV):
         from prometheus_client import multiprocess
 
-        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
-        registry = CollectorRegistry()
         registry.register(_Forward(REGISTRY))
     for collector in extra_collectors:
         registry.register(collector)
