@@ -19,12 +19,11 @@ django.setup()
 
 import pika  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.db import connection, transaction  # noqa: E402
-from psycopg2.extras import execute_values  # noqa: E402
+from django.db import transaction  # noqa: E402
 
 from bench.cpu import busy_seconds  # noqa: E402
 from catalog_project.catalog.models import Product  # noqa: E402
-from catalog_project.catalog.services import _TEMPLATE, _UPSERT  # noqa: E402
+from catalog_project.catalog.services import ProductRow, product_rows_upsert  # noqa: E402
 
 CPU_AT_START: list[float] = []  # machine CPU when the first message arrived
 
@@ -60,13 +59,14 @@ def raw(channel, queue: str, n: int, batch: int = 100) -> float:
             CPU_AT_START.append(busy_seconds())
         e = json.loads(body)
         d = e["data"]
-        rows.append((e["product_id"], d["title"], d["image"], d["price"], d["description"],
-                     e["version"], d["updated_at"], False, e["event_id"], e.get("trace_id", "")))
+        rows.append(ProductRow(e["product_id"], d["title"], d["image"], d["price"],
+                               d["description"], e["version"], d["updated_at"], False,
+                               e["event_id"], e.get("trace_id", "")))
         last_tag = method.delivery_tag
         count += 1
         if len(rows) >= batch or count >= n:
-            with transaction.atomic(), connection.cursor() as cur:
-                execute_values(cur.cursor, _UPSERT, rows, template=_TEMPLATE, page_size=500)
+            with transaction.atomic():
+                product_rows_upsert(rows=rows)
             channel.basic_ack(last_tag, multiple=True)
             rows = []
         if count >= n:

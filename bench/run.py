@@ -24,10 +24,11 @@ from kombu import Connection, Exchange, Queue  # noqa: E402
 from psycopg2.extras import execute_values  # noqa: E402
 
 from bench.cpu import busy_seconds  # noqa: E402
+from harness import processes  # noqa: E402
+from harness.stack import Stack, http_up, procfile, running_stack  # noqa: E402
+from harness.waiting import wait_until  # noqa: E402
 from product_events import contract  # noqa: E402
-from tests.support import processes  # noqa: E402
-from tests.support.stack import Stack, http_up, procfile, running_stack  # noqa: E402
-from tests.support.waiting import wait_until  # noqa: E402
+from product_events.message import task_message_encode  # noqa: E402
 
 SMALL = os.environ.get("BENCH_SMALL") == "1"
 N = int(os.environ.get("BENCH_N", 300 if SMALL else 50_000))
@@ -62,26 +63,15 @@ def envelope(pid: int, version: int = 1) -> dict:
                      "created_at": at, "updated_at": at}}
 
 
-def task_message(events: list[dict]) -> tuple[bytes, dict]:
-    tid = str(uuid.uuid4())
-    body = json.dumps([[], {"events": events}, {"callbacks": None, "errbacks": None,
-                                                "chain": None, "chord": None}]).encode()
-    headers = {"lang": "py", "task": contract.TASK_APPLY_PRODUCT_EVENTS, "id": tid,
-               "root_id": tid, "retries": 0, "argsrepr": "[]",
-               "kwargsrepr": contract.task_summary(events)}
-    return body, headers
-
-
 def publish_tasks(stack: Stack, n: int, per_message: int, start_id: int = 1) -> None:
     with Connection(stack.env["CELERY_BROKER_URL"]) as conn:
         producer = conn.Producer()
         for first in range(start_id, start_id + n, per_message):
             events = [envelope(pid) for pid in range(first, min(first + per_message,
                                                                 start_id + n))]
-            body, headers = task_message(events)
-            producer.publish(body, exchange=PRODUCTS, routing_key="product.created",
-                             headers=headers, content_type="application/json",
-                             content_encoding="utf-8", delivery_mode=2, retry=False)
+            message = task_message_encode(events=events, origin="bench")
+            producer.publish(message.body, exchange=PRODUCTS, routing_key=message.routing_key,
+                             headers=message.headers, **message.properties, retry=False)
 
 
 def publish_seed_messages(stack: Stack, queue: str, n: int) -> None:
@@ -235,14 +225,21 @@ def http_load(token: str, seconds: float, urls: list[str], window: float | None 
     return json.loads(out.stdout)
 
 
+def bench_admin_command() -> str:
+    """The Procfile's admin, with bench/admin_settings.py: events recorded the way
+    BENCH_EVENT_DELIVERY says (off, seed-inline) instead of in the outbox."""
+    command = procfile()["admin"]
+    assert "admin_project.settings.local" in command, command
+    return command.replace("admin_project.settings.local", "bench.admin_settings")
+
+
 def http_outbox_vs_off(stack: Stack, *, pipeline: bool) -> tuple[list[dict], list[dict]]:
     """The stack's admin records events (outbox); a second admin on another port, same
     databases and settings, does not (off). Both serve while the load alternates between them."""
-    stack.env["ADMIN_EVENT_DELIVERY"] = "outbox"
     stack.restart("admin")
     port = processes.free_port()
-    off = processes.Proc(f"{stack.name}-admin-off", ["sh", "-c", procfile()["admin"]],
-                         stack.env | {"ADMIN_PORT": str(port), "ADMIN_EVENT_DELIVERY": "off"})
+    off = processes.Proc(f"{stack.name}-admin-off", ["sh", "-c", bench_admin_command()],
+                         stack.env | {"ADMIN_PORT": str(port), "BENCH_EVENT_DELIVERY": "off"})
     try:
         off_url = f"http://127.0.0.1:{port}"
         token = admin_token(stack, stack.admin)
@@ -260,8 +257,8 @@ def http_outbox_vs_off(stack: Stack, *, pipeline: bool) -> tuple[list[dict], lis
 
 def http_seed_inline(stack: Stack) -> dict:
     """The seed's way: a pika publish inside the view (one connection per request)."""
-    stack.env["ADMIN_EVENT_DELIVERY"] = "seed-inline"
-    stack.restart("admin")
+    stack.env["BENCH_EVENT_DELIVERY"] = "seed-inline"
+    stack.restart("admin", bench_admin_command())
     with Connection(stack.env["CELERY_BROKER_URL"]) as conn:
         Queue("bench.seed", durable=True)(conn.default_channel).declare()
     try:
@@ -270,7 +267,7 @@ def http_seed_inline(stack: Stack) -> dict:
         return http_load(token, HTTP_SECONDS, [stack.admin]) | {"mode": "seed-inline",
                                                                  "pipeline": True}
     finally:
-        stack.env["ADMIN_EVENT_DELIVERY"] = "outbox"
+        stack.restart("admin")  # back to the real one (the outbox)
 
 
 def resync(stack: Stack, n: int) -> dict:

@@ -34,10 +34,6 @@ PRODUCT_DELETED = "product.deleted"
 EVENT_TYPES = (PRODUCT_CREATED, PRODUCT_UPDATED, PRODUCT_DELETED)
 ROUTING_PATTERN_ALL = "product.#"
 
-# The catalog's own queue and its dead-letter queue (owned by the catalog worker).
-CATALOG_QUEUE = "catalog.products"
-CATALOG_DLQ = CATALOG_QUEUE + ".dlq"
-
 CONTENT_TYPE = "application/json"
 
 

@@ -5,8 +5,9 @@
 It binds its own queue, ``audit.products``, to the ``products`` exchange with its own pattern
 (``product.*``), so it receives every product event independently of the catalog: each
 subscriber at its own pace, a stopped one only lets its own queue grow. It stores into the
-catalog's database (app ``catalog_project.audit``) to keep the example small; a real third
-service would have its own settings and database the same way."""
+catalog's database (app ``catalog_project.audit``) to keep the example small, so it runs with
+the catalog's Django settings; its own retry policy and metrics exporter are read here. A real
+third service would have its own settings and database the same way."""
 
 import os
 
@@ -14,11 +15,18 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "catalog_project.settings.local")
 
-from workers import metrics  # noqa: E402
-from workers.topology import AUDIT  # noqa: E402
+from catalog_project import topology  # noqa: E402
+from catalog_project.settings.base import env  # noqa: E402
+from workers.subscriber import RetryPolicy, Subscriber  # noqa: E402
 
-app = Celery("audit", include=["workers.audit_tasks"])
+AUDIT = Subscriber(
+    topology.AUDIT,
+    retry=RetryPolicy.from_env(env, "AUDIT"),  # AUDIT_RETRY_MAX, _BACKOFF_BASE, _BACKOFF_MAX
+    # Prometheus audit_events_* (applied, stale, dead-lettered, retries, lag).
+    metrics_bind=env("AUDIT_WORKER_METRICS_BIND", default="127.0.0.1:9103"),
+)
+
+app = Celery("audit", include=["workers.audit_tasks"],
+             task_cls="workers.handling:ProductEventsTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-AUDIT.celery_configure(app)
-# Prometheus: audit_events_* (applied, stale, dead-lettered, retries, lag) on their own port.
-metrics.worker_metrics(app, name="audit", bind="AUDIT_WORKER_METRICS_BIND")
+AUDIT.configure(app)

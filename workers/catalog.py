@@ -2,7 +2,9 @@
 
     celery -A workers.catalog worker -l INFO          # consume product events
     celery -A workers.catalog flower --basic-auth=...  # monitor
-"""
+
+Django and Celery settings are the catalog project's (``CELERY_*`` in catalog_project/settings);
+what only this worker reads, its retry policy and metrics exporter, is read here."""
 
 import os
 
@@ -10,12 +12,17 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "catalog_project.settings.local")
 
-from workers import metrics, topology  # noqa: E402
+from catalog_project import topology  # noqa: E402
+from catalog_project.settings.base import env  # noqa: E402
+from workers.subscriber import RetryPolicy, Subscriber  # noqa: E402
 
-app = Celery("catalog", include=["workers.tasks"])
+CATALOG = Subscriber(
+    topology.CATALOG,
+    retry=RetryPolicy.from_env(env, "CATALOG"),  # CATALOG_RETRY_MAX, _BACKOFF_BASE, _BACKOFF_MAX
+    # Prometheus catalog_events_*: counted in the pool processes, served by the main process.
+    metrics_bind=env("CATALOG_WORKER_METRICS_BIND", default="127.0.0.1:9102"),
+)
+
+app = Celery("catalog", include=["workers.tasks"], task_cls="workers.handling:ProductEventsTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-topology.CATALOG.celery_configure(app)
-
-
-# Prometheus: catalog_events_* counted in the pool processes, served by this (parent) process.
-metrics.worker_metrics(app, name="catalog", bind="CATALOG_WORKER_METRICS_BIND")
+CATALOG.configure(app)

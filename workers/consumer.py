@@ -1,9 +1,9 @@
 """The Celery Consumer of every subscriber's worker (the catalog's, the audit log's).
 
 * On every (re)connect, before any step starts consuming, it declares the subscriber's broker
-  topology (``app.subscriber``, see ``workers/topology.py``). Doing it here rather than in a
-  bootstep matters: bootstep order is not deterministic, and when Celery's own queue
-  declaration meets a 406 it reconnects forever. A mismatch stops the worker with a message
+  topology (``app.subscriber.subscription``, see ``catalog_project/topology.py``). Doing it here
+  rather than in a bootstep matters: bootstep order is not deterministic, and when Celery's own
+  queue declaration meets a 406 it reconnects forever. A mismatch stops the worker with a message
   saying what differs and how to fix it.
 * Messages Celery cannot even turn into a task are parked in the dead-letter queue with a reason,
   instead of being acked away (undecodable body: Celery's default) or rejected without one
@@ -16,7 +16,8 @@ import logging
 from celery.utils.log import get_logger
 from celery.worker.consumer import Consumer
 
-from workers import parking, topology
+from catalog_project.topology import TopologyMismatch, products_exchange
+from workers import parking
 
 logger = get_logger("workers.consumer")
 
@@ -24,22 +25,24 @@ logger = get_logger("workers.consumer")
 class SubscriberConsumer(Consumer):
     def connect(self):
         conn = super().connect()
-        subscriber = self.app.subscriber
+        subscription = self.app.subscriber.subscription
         channel = conn.channel()
         try:
-            subscriber.declare(channel)
-        except topology.TopologyMismatch as exc:
-            logger.critical("%s", exc.code)
+            subscription.declare(channel)
+        except TopologyMismatch as exc:
+            logger.critical("%s", exc)
             conn.release()
-            raise
+            # Stop the worker (no traceback): consuming from a queue that is not the one
+            # declared here would break the delivery limit and dead-lettering it relies on.
+            raise SystemExit(str(exc)) from None
         finally:
             try:
                 channel.close()
             except Exception:  # noqa: BLE001 - a 406 already closed it
                 pass
         logger.info("broker topology declared: %s bound to %s (%s), dead letters to %s",
-                    subscriber.queue_name, topology.products_exchange.name,
-                    subscriber.bus_binding.routing_key, subscriber.dlq_name)
+                    subscription.queue_name, products_exchange.name,
+                    subscription.bus_binding.routing_key, subscription.dlq_name)
         return conn
 
     def _park(self, message, reason: str) -> None:

@@ -1,9 +1,10 @@
 """Park events that cannot succeed in the dead-letter queue, with their reason.
 
 A parked event is a normal task message (same task name, ``kwargs={"events": [event]}``) sent to
-``catalog.products.dlq`` with headers ``x-park-reason``, ``x-parked-from-task`` and
-``x-parked-by``. Replaying it is republishing it to the catalog queue as it is. Publishing uses
-publisher confirms; only then is the original message acked."""
+the subscriber's DLQ (``catalog.products.dlq``, ``audit.products.dlq``) with headers
+``x-park-reason``, ``x-parked-from-task`` and ``x-parked-by``. Replaying it is republishing it
+to the subscriber's queue as it is. Publishing uses publisher confirms; only then is the original
+message acked."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import logging
 import socket
 
 from product_events import contract
-from workers import metrics
 from workers.confirming import confirming_producer
 
 logger = logging.getLogger("workers.parking")
@@ -20,17 +20,18 @@ MAX_REASON = 1000
 
 
 def park_events(*, app, request, items: list[tuple[object, str]]) -> None:
+    subscription = app.subscriber.subscription
     with confirming_producer(app) as producer:
         for raw, reason in items:
-            logger.error("parking event in %s: %s (task %s)", app.subscriber.dlq_name, reason,
+            logger.error("parking event in %s: %s (task %s)", subscription.dlq_name, reason,
                          request.id)
             events = [raw]
             app.send_task(
                 contract.TASK_APPLY_PRODUCT_EVENTS,
                 args=[],
                 kwargs=contract.task_kwargs(events),
-                exchange=app.subscriber.dead_letter_exchange,
-                routing_key=app.subscriber.dlq_name,
+                exchange=subscription.dead_letter_exchange,
+                routing_key=subscription.dlq_name,
                 producer=producer,
                 declare=[],
                 mandatory=True,
@@ -43,25 +44,26 @@ def park_events(*, app, request, items: list[tuple[object, str]]) -> None:
                 kwargsrepr=_safe_summary(events),
                 argsrepr="[]",
             )
-    metrics.dead_lettered(len(items), kind="event")
+    app.subscriber.metrics.dead_lettered(len(items), kind="event")
 
 
 def park_message(*, app, message, reason: str) -> None:
     """Copy a raw message (body untouched, whatever its content type) into the DLQ with
     ``x-park-reason``; the caller acks the original only after this returned (confirmed)."""
+    subscription = app.subscriber.subscription
     headers = dict(message.headers or {})
     headers.pop("x-death", None)
     headers.update({"x-park-reason": reason[:MAX_REASON], "x-parked-by": socket.gethostname()})
-    logger.error("parking message in %s: %s", app.subscriber.dlq_name, reason)
+    logger.error("parking message in %s: %s", subscription.dlq_name, reason)
     with confirming_producer(app) as producer:
         producer.publish(
-            message.body, exchange=app.subscriber.dead_letter_exchange,
-            routing_key=app.subscriber.dlq_name, headers=headers,
+            message.body, exchange=subscription.dead_letter_exchange,
+            routing_key=subscription.dlq_name, headers=headers,
             content_type=message.content_type or "application/octet-stream",
             content_encoding=message.content_encoding or "binary",
             delivery_mode=2, mandatory=True, retry=False, declare=[],
         )
-    metrics.dead_lettered(1, kind="message")
+    app.subscriber.metrics.dead_lettered(1, kind="message")
 
 
 def _safe_summary(events) -> str:

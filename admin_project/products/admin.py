@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.db import models
 
 from . import services
-from .models import OutboxEvent, Product
+from .models import Product
 
 
 @admin.register(Product)
@@ -31,16 +31,3 @@ class ProductAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for product_id in queryset.values_list("pk", flat=True):
             services.product_delete(product_id=product_id)
-
-
-@admin.register(OutboxEvent)
-class OutboxEventAdmin(admin.ModelAdmin):
-    list_display = ["id", "type", "product_id", "version", "occurred_at", "sent_at"]
-    list_filter = ["type", ("sent_at", admin.EmptyFieldListFilter)]
-    readonly_fields = [f.name for f in OutboxEvent._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

@@ -1,6 +1,5 @@
 from django.core.validators import MinValueValidator
 from django.db import models
-from django.db.models import Q
 from django.utils import timezone
 
 
@@ -48,30 +47,3 @@ class ResyncCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"resync {self.name}: after #{self.last_product_id}, {self.events} events"
-
-
-class OutboxEvent(models.Model):
-    """A product event written in the same transaction as the change, published by the relay.
-
-    ``sent_at`` is set only after the broker confirmed the message. A row may be published more
-    than once (a crash between confirm and commit); consumers are idempotent by version."""
-
-    event_id = models.UUIDField(unique=True)
-    type = models.CharField(max_length=32)
-    product_id = models.BigIntegerField(db_index=True)
-    version = models.PositiveIntegerField()
-    payload = models.JSONField(help_text="The full event envelope, as sent on the wire.")
-    occurred_at = models.DateTimeField()
-    sent_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["id"]
-        indexes = [
-            models.Index(fields=["id"], condition=Q(sent_at__isnull=True),
-                         name="outbox_pending_idx"),
-            models.Index(fields=["sent_at"], condition=Q(sent_at__isnull=False),
-                         name="outbox_sent_at_idx"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.type} #{self.product_id} v{self.version}"

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 import requests
 from django.db import transaction
 
+from admin_project.outbox.record import EventItem, outbox_events_record
+from admin_project.outbox.selectors import outbox_pending_count
 from product_events import contract
 
-from . import selectors, services
+from . import services
 from .models import Product, ProductTombstone, ResyncCheckpoint
 
 logger = logging.getLogger("admin_project.resync")
@@ -20,11 +22,12 @@ logger = logging.getLogger("admin_project.resync")
 CHECKPOINT = "all-products"
 
 
-def _items_for(products: Iterable[Product], tombstones: Iterable[ProductTombstone]) -> list:
-    items = [(contract.PRODUCT_CREATED if p.version == 1 else contract.PRODUCT_UPDATED,
-              p.pk, p.version, p.updated_at, services.product_snapshot(product=p))
+def _items_for(products: Iterable[Product],
+               tombstones: Iterable[ProductTombstone]) -> list[EventItem]:
+    items = [EventItem(contract.PRODUCT_CREATED if p.version == 1 else contract.PRODUCT_UPDATED,
+                       p.pk, p.version, p.updated_at, services.product_snapshot(product=p))
              for p in products]
-    items += [(contract.PRODUCT_DELETED, t.product_id, t.version, t.deleted_at, t.data)
+    items += [EventItem(contract.PRODUCT_DELETED, t.product_id, t.version, t.deleted_at, t.data)
               for t in tombstones]
     return sorted(items, key=lambda item: item[1])
 
@@ -35,7 +38,7 @@ def products_republish(*, product_ids: list[int]) -> int:
         items = _items_for(Product.objects.filter(pk__in=product_ids).order_by("pk"),
                            ProductTombstone.objects.filter(product_id__in=product_ids))
         if items:
-            services.outbox_events_record(items=items)
+            outbox_events_record(items=items)
     return len(items)
 
 
@@ -58,7 +61,7 @@ def products_resync(*, batch_size: int = 500, rate: float | None = None,
     queued = 0
     started = time.monotonic()
     while True:
-        while max_pending and selectors.outbox_pending_count() > max_pending:
+        while max_pending and outbox_pending_count() > max_pending:
             sleep(0.5)  # let the relay catch up: resync must not bury live changes
         with transaction.atomic():
             after = checkpoint.last_product_id
@@ -72,7 +75,7 @@ def products_resync(*, batch_size: int = 500, rate: float | None = None,
             tombstones = list(tomb_q.order_by("product_id"))
             items = _items_for(products, tombstones)
             if items:
-                services.outbox_events_record(items=items)
+                outbox_events_record(items=items)
             ids = [p.pk for p in products] + [t.product_id for t in tombstones]
             checkpoint.last_product_id = max(ids) if ids else after
             checkpoint.events += len(items)

@@ -1,20 +1,19 @@
 """Admin project settings shared by every environment. Everything comes from the environment
 (variables prefixed ADMIN_, plus shared infrastructure such as CELERY_BROKER_URL), read through
-one django-environ ``env``; a ``.env`` file at the repository root is read if present."""
+one django-environ ``env``; a ``.env`` file at the repository root is read if present. What the
+catalog's settings share is in ``common.settings``."""
 
 import tempfile
 from pathlib import Path
 
-import environ
-
+from common import settings as common
 from common.logs import logging_config
+from common.settings import *  # noqa: F403  (i18n, time zone, static files, Celery's JSON basics)
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 BASE_DIR = REPO_DIR / "admin_project"
 
-env = environ.Env()
-if (REPO_DIR / ".env").is_file():
-    env.read_env(str(REPO_DIR / ".env"), overwrite=False)
+env = common.env_read(REPO_DIR)
 
 SECRET_KEY = env("ADMIN_SECRET_KEY")
 DEBUG = env.bool("ADMIN_DEBUG", default=False)
@@ -33,6 +32,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI's files, served locally (no CDN)
     "rest_framework.authtoken",
     "admin_project.products",
+    "admin_project.outbox",
 ]
 
 MIDDLEWARE = [
@@ -67,14 +67,8 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": env.db_url(
-        "ADMIN_DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/products_admin"
-    ),
-}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("ADMIN_DB_CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+DATABASES = common.databases(env, "ADMIN",
+                             default_url="postgres://postgres@127.0.0.1:5432/products_admin")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -83,18 +77,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
-USE_I18N = True
-USE_TZ = True
-
-STATIC_URL = "static/"
 STATIC_ROOT = REPO_DIR / "var" / "static" / "admin_project"
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
-}
-WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -117,33 +100,19 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"anon": env("ADMIN_THROTTLE_ANON", default="30/minute"),
                                "user": env("ADMIN_THROTTLE_USER", default="6000/minute")},
 }
-SPECTACULAR_SETTINGS = {
-    "TITLE": "Product admin API",
-    "DESCRIPTION": "Create, update and delete products. Every change is published as a product "
-                   "event (docs/events.md). Writes need a token (POST /api/auth/token/) or a "
-                   "session, and the Django model permission for the change.",
-    "VERSION": "1.0.0",
-    "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
-                             "common.openapi.error_responses"],
-    "COMPONENT_SPLIT_REQUEST": True,
-}
+SPECTACULAR_SETTINGS = common.spectacular(
+    title="Product admin API",
+    description="Create, update and delete products. Every change is published as a product "
+                "event (docs/events.md). Writes need a token (POST /api/auth/token/) or a "
+                "session, and the Django model permission for the change.",
+    SERVE_PERMISSIONS=["rest_framework.permissions.AllowAny"],
+    COMPONENT_SPLIT_REQUEST=True,
+)
 # /metrics: scrape-time collectors added to the process metrics.
-METRICS_COLLECTORS = ["admin_project.products.metrics.OutboxCollector"]
+METRICS_COLLECTORS = ["admin_project.outbox.metrics.OutboxCollector"]
 
 # --- Celery: the admin only publishes (the relay); it never runs a worker. ---
-# Celery reads the CELERY_BROKER_URL environment variable even over this setting, so per-process
-# broker users are given by setting that variable per process (Procfile, compose.yaml).
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="amqp://guest:guest@127.0.0.1:5672//")
-CELERY_TASK_SERIALIZER = "json"
-CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_RESULT_BACKEND = None
-CELERY_TASK_IGNORE_RESULT = True
-CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_URL = common.broker_url(env)  # per-process broker users: see broker_url
 # Publisher confirms on every channel, and socket timeouts so a broker blocked by a memory or
 # disk alarm makes a publish fail (row stays pending) instead of hanging the relay.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -155,13 +124,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # The relay only publishes and never drains events, so py-amqp could not answer AMQP heartbeats:
 # none on this connection. A dead socket is caught by the I/O and confirm timeouts instead.
 CELERY_BROKER_HEARTBEAT = 0
-
-# How product changes become events. "outbox" (the only production value): an outbox row in the
-# change's transaction. Benchmark-only comparisons (bench/): "off" records nothing, "seed-inline"
-# publishes with pika inside the request like the seed project did (loses events on failure).
-EVENT_DELIVERY = env("ADMIN_EVENT_DELIVERY", default="outbox")
-if EVENT_DELIVERY not in ("outbox", "off", "seed-inline"):
-    raise ValueError(f"ADMIN_EVENT_DELIVERY must be outbox, off or seed-inline: {EVENT_DELIVERY}")
 
 # --- Outbox relay ---
 RELAY_MAX_EVENTS_PER_MESSAGE = env.int("ADMIN_RELAY_MAX_EVENTS_PER_MESSAGE", default=100)

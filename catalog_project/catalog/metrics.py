@@ -6,8 +6,8 @@ import logging
 
 from prometheus_client.core import GaugeMetricFamily
 
+from catalog_project.topology import SUBSCRIBERS
 from common.health import CHECK_TIMEOUT, broker_url
-from workers.topology import SUBSCRIBERS
 
 logger = logging.getLogger("catalog_project.metrics")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.db import connection, transaction
 from psycopg2.extras import execute_values
@@ -28,6 +29,30 @@ RETURNING id
 _TEMPLATE = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
 
 
+class ProductRow(NamedTuple):
+    """One catalog row as the upsert writes it (``applied_at`` is the database's now())."""
+
+    id: int
+    title: str
+    image: str
+    price: str
+    description: str
+    version: int
+    updated_at: str
+    deleted: bool
+    last_event_id: str
+    last_trace_id: str
+
+
+def product_rows_upsert(*, rows: list[ProductRow]) -> list[int]:
+    """Write ``rows`` in one statement, each only if its version is newer than the stored one.
+    Runs in the caller's transaction. Returns the ids of the rows that changed."""
+    with connection.cursor() as cursor:
+        changed = execute_values(cursor.cursor, _UPSERT, rows, template=_TEMPLATE,
+                                 page_size=500, fetch=True)
+    return [row[0] for row in changed]
+
+
 @dataclass(frozen=True)
 class ApplyResult:
     applied: int   # events that changed a row
@@ -46,16 +71,15 @@ def product_events_apply(*, events: list[ProductEvent]) -> ApplyResult:
         if current is None or event.version > current.version:
             newest[event.product_id] = event
     rows = [
-        (
+        ProductRow(
             ev.product_id, ev.data["title"], ev.data["image"], ev.data["price"],
             ev.data["description"], ev.version, ev.data["updated_at"], ev.is_delete,
             ev.event_id, ev.trace_id or "",
         )
         for ev in sorted(newest.values(), key=lambda e: e.product_id)  # stable lock order
     ]
-    with transaction.atomic(), connection.cursor() as cursor:
-        changed = execute_values(cursor.cursor, _UPSERT, rows, template=_TEMPLATE,
-                                 page_size=500, fetch=True)
-    applied = tuple(newest[row[0]] for row in changed)
+    with transaction.atomic():
+        changed = product_rows_upsert(rows=rows)
+    applied = tuple(newest[product_id] for product_id in changed)
     return ApplyResult(applied=len(applied), stale=len(events) - len(applied),
                        applied_events=applied)

@@ -1,20 +1,18 @@
 """Catalog project settings shared by every environment (variables prefixed CATALOG_, plus shared
 infrastructure such as CELERY_BROKER_URL), read through one django-environ ``env``; a ``.env``
 file at the repository root is read if present. The catalog's Celery worker (workers/) uses these
-settings too."""
+settings too. What the admin's settings share is in ``common.settings``."""
 
 from pathlib import Path
 
-import environ
-
+from common import settings as common
 from common.logs import logging_config
+from common.settings import *  # noqa: F403  (i18n, time zone, static files, Celery's JSON basics)
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 BASE_DIR = REPO_DIR / "catalog_project"
 
-env = environ.Env()
-if (REPO_DIR / ".env").is_file():
-    env.read_env(str(REPO_DIR / ".env"), overwrite=False)
+env = common.env_read(REPO_DIR)
 
 SECRET_KEY = env("CATALOG_SECRET_KEY")
 DEBUG = env.bool("CATALOG_DEBUG", default=False)
@@ -54,27 +52,10 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": env.db_url(
-        "CATALOG_DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/products_catalog"
-    ),
-}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CATALOG_DB_CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+DATABASES = common.databases(env, "CATALOG",
+                             default_url="postgres://postgres@127.0.0.1:5432/products_catalog")
 
-LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
-USE_I18N = True
-USE_TZ = True
-
-STATIC_URL = "static/"
 STATIC_ROOT = REPO_DIR / "var" / "static" / "catalog_project"
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
-}
-WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
@@ -89,30 +70,17 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.AnonRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"anon": env("CATALOG_THROTTLE_ANON", default="12000/minute")},
 }
-SPECTACULAR_SETTINGS = {
-    "TITLE": "Product catalog API (read-only)",
-    "DESCRIPTION": "The catalog's copy of the products, kept up to date from product events. "
-                   "Deleted products answer 404.",
-    "VERSION": "1.0.0",
-    "SERVE_INCLUDE_SCHEMA": False,
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
-                             "common.openapi.error_responses"],
-}
+SPECTACULAR_SETTINGS = common.spectacular(
+    title="Product catalog API (read-only)",
+    description="The catalog's copy of the products, kept up to date from product events. "
+                "Deleted products answer 404.",
+)
 # /metrics: scrape-time collectors added to the process metrics.
 METRICS_COLLECTORS = ["catalog_project.catalog.metrics.CatalogCollector"]
 
 # --- Celery (the catalog worker in workers/catalog.py) ---
-# Celery reads the CELERY_BROKER_URL environment variable even over this setting, so per-process
-# broker users are given by setting that variable per process (Procfile, compose.yaml).
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="amqp://guest:guest@127.0.0.1:5672//")
-CELERY_TASK_SERIALIZER = "json"
+CELERY_BROKER_URL = common.broker_url(env)  # per-process broker users: see broker_url
 CELERY_RESULT_SERIALIZER = "json"
-CELERY_ACCEPT_CONTENT = ["json"]          # pickle (or anything else) is refused
-CELERY_RESULT_BACKEND = None
-CELERY_TASK_IGNORE_RESULT = True
 # Ack only after the write committed; a worker that dies mid-task gets its messages redelivered.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -120,7 +88,6 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CATALOG_WORKER_PREFETCH_MULTIPLIER", default=4)
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
-CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None   # keep trying while the broker is away
 CELERY_BROKER_CHANNEL_ERROR_RETRY = True
 CELERY_BROKER_HEARTBEAT = 60
@@ -138,16 +105,9 @@ CELERY_DB_REUSE_MAX = env.int("CATALOG_DB_REUSE_MAX", default=1000)
 CELERY_WORKER_SEND_TASK_EVENTS = True         # Flower
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False      # Django owns logging
 CELERY_WORKER_REDIRECT_STDOUTS = False
-
-# The worker's Prometheus exporter (served by the worker's main process), host:port; "" = off.
-CATALOG_WORKER_METRICS_BIND = env("CATALOG_WORKER_METRICS_BIND", default="127.0.0.1:9102")
-AUDIT_WORKER_METRICS_BIND = env("AUDIT_WORKER_METRICS_BIND", default="127.0.0.1:9103")
-
-# Retry policy for transient errors (database unavailable, connection reset): exponential
-# backoff with jitter, then the message is parked in the dead-letter queue.
-CATALOG_RETRY_MAX = env.int("CATALOG_RETRY_MAX", default=10)
-CATALOG_RETRY_BACKOFF_BASE = env.float("CATALOG_RETRY_BACKOFF_BASE", default=1.0)
-CATALOG_RETRY_BACKOFF_MAX = env.float("CATALOG_RETRY_BACKOFF_MAX", default=120.0)
+# Each subscriber worker's retry policy and metrics exporter (CATALOG_RETRY_*,
+# CATALOG_WORKER_METRICS_BIND, AUDIT_RETRY_*, AUDIT_WORKER_METRICS_BIND) are read by its own
+# app module, workers/catalog.py and workers/audit.py: the web app has no use for them.
 
 LOG_LEVEL = env("CATALOG_LOG_LEVEL", default="INFO")
 # "plain" for people, "json" (one object per line) for log shippers; both carry trace_id.

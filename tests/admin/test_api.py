@@ -2,7 +2,8 @@
 
 import pytest
 
-from admin_project.products.models import OutboxEvent, Product
+from admin_project.outbox.models import OutboxEvent
+from admin_project.products.models import Product
 from product_events import contract
 
 pytestmark = pytest.mark.django_db

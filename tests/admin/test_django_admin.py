@@ -3,7 +3,8 @@
 import pytest
 from django.contrib.auth import get_user_model
 
-from admin_project.products.models import OutboxEvent, Product
+from admin_project.outbox.models import OutboxEvent
+from admin_project.products.models import Product
 
 pytestmark = pytest.mark.django_db
 

@@ -8,8 +8,8 @@ import pytest
 from django.db import connections
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
-from admin_project.products.models import OutboxEvent
-from tests.support.processes import free_port
+from admin_project.outbox.models import OutboxEvent
+from harness.processes import free_port
 
 GOOD = {"title": "Mug", "price": "9.90"}
 

@@ -12,19 +12,29 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from admin_project.celery_app import app as celery_app
-from admin_project.products import relay, services
-from admin_project.products.models import OutboxEvent
+from admin_project.outbox import listen, loop, publish, record
+from admin_project.outbox.models import OutboxEvent
+from admin_project.products import services
+from harness import amqp
+from harness.waiting import wait_until
 from product_events import contract
-from tests.support import amqp
-from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
+
+
+def exchange_declare():
+    """The products exchange exists (the relay's publisher declares it when it connects)."""
+    publisher = publish.Publisher()
+    try:
+        publisher.producer()
+    finally:
+        publisher.close()
 
 
 @pytest.fixture
 def bus_queue():
     """Stands in for a consumer: a queue bound to the products exchange for every event."""
-    relay.exchange_declare()
+    exchange_declare()
     name = f"spy-{uuid.uuid4().hex[:8]}"
     amqp.spy_queue(name, contract.EXCHANGE, contract.ROUTING_PATTERN_ALL)
     yield name
@@ -42,7 +52,7 @@ def pending():
 def test_publishes_documented_wire_format_and_marks_sent(bus_queue):
     (product,) = make_products(1)
     services.product_update(product_id=product.pk, data={"title": "new"})
-    assert relay.outbox_publish_pending() == 2
+    assert publish.outbox_publish_pending() == 2
     assert pending() == 0
     messages = amqp.drain(bus_queue)
     assert len(messages) == 2  # created and updated: one message per event type
@@ -65,7 +75,7 @@ def test_publishes_documented_wire_format_and_marks_sent(bus_queue):
 
 def test_batches_events_of_one_type_per_message(bus_queue, settings):
     make_products(250)
-    assert relay.outbox_publish_pending(max_events_per_message=100) == 250
+    assert publish.outbox_publish_pending(max_events_per_message=100) == 250
     messages = amqp.drain(bus_queue)
     sizes = sorted(len(json.loads(m.body)[1]["events"]) for m in messages)
     assert sizes == [50, 100, 100]
@@ -75,10 +85,10 @@ def test_batches_events_of_one_type_per_message(bus_queue, settings):
 
 def test_unroutable_event_is_an_error_not_a_drop():
     """No queue bound for product events: mandatory publish fails, rows stay pending."""
-    relay.exchange_declare()
+    exchange_declare()
     make_products(2)
     with pytest.raises(Exception, match="(?i)no.?route|unroutable|312"):
-        relay.outbox_publish_pending()
+        publish.outbox_publish_pending()
     assert pending() == 2
 
 
@@ -89,7 +99,7 @@ def test_broker_unreachable_leaves_rows_pending():
     down.conf.broker_connection_max_retries = 0
     make_products(3)
     with pytest.raises(Exception):  # noqa: B017 - any connection error
-        relay.outbox_publish_pending(app=down)
+        publish.outbox_publish_pending(app=down)
     assert pending() == 3
 
 
@@ -109,18 +119,18 @@ def test_rows_locked_by_another_relay_are_skipped(bus_queue):
     t.start()
     try:
         assert locked.wait(10)
-        assert relay.outbox_publish_pending() == 1  # only the unlocked row
+        assert publish.outbox_publish_pending() == 1  # only the unlocked row
         assert OutboxEvent.objects.get(product_id=second.pk).sent_at is not None
         assert OutboxEvent.objects.get(product_id=first.pk).sent_at is None
     finally:
         release.set()
         t.join()
-    assert relay.outbox_publish_pending() == 1
+    assert publish.outbox_publish_pending() == 1
     assert pending() == 0
 
 
 def test_listener_wakes_on_commit_only():
-    listener = relay.OutboxListener()
+    listener = listen.OutboxListener()
     try:
         assert listener.wait(0.01) is False  # connects and LISTENs
         with pytest.raises(RuntimeError), transaction.atomic():
@@ -134,7 +144,7 @@ def test_listener_wakes_on_commit_only():
 
 
 def test_relay_loop_publishes_soon_after_commit(bus_queue):
-    r = relay.Relay(sweep_seconds=30)  # a long sweep: only the NOTIFY can wake it in time
+    r = loop.Relay(sweep_seconds=30)  # a long sweep: only the NOTIFY can wake it in time
     t = threading.Thread(target=r.run_forever)
     t.start()
     try:
@@ -152,18 +162,18 @@ def test_relay_loop_publishes_soon_after_commit(bus_queue):
 
 def test_sent_rows_are_purged_after_retention(bus_queue):
     make_products(3)
-    relay.outbox_publish_pending()
+    publish.outbox_publish_pending()
     OutboxEvent.objects.filter(product_id__in=OutboxEvent.objects.values("product_id")[:2]) \
         .update(sent_at=timezone.now() - timedelta(days=30))
     services.product_create(title="pending", price=Decimal("1"))
-    assert relay.outbox_purge_sent(older_than=timedelta(days=7)) == 2
+    assert record.outbox_purge_sent(older_than=timedelta(days=7)) == 2
     assert OutboxEvent.objects.count() == 2 and pending() == 1
 
 
 def test_publisher_never_declares_queues(bus_queue):
     """Only consumers own queues; in particular no stray `celery` queue appears."""
     make_products(1)
-    relay.outbox_publish_pending(app=celery_app)
+    publish.outbox_publish_pending(app=celery_app)
     with pytest.raises(Exception, match="(?i)not.?found|404"):
         amqp.queue_depth("celery")
 

@@ -4,8 +4,9 @@ from decimal import Decimal
 
 import pytest
 
+from admin_project.outbox.models import OutboxEvent
 from admin_project.products import resync, services
-from admin_project.products.models import OutboxEvent, ProductTombstone, ResyncCheckpoint
+from admin_project.products.models import ProductTombstone, ResyncCheckpoint
 from product_events import contract
 
 pytestmark = pytest.mark.django_db

@@ -6,8 +6,9 @@ from decimal import Decimal
 import pytest
 from django.db import connection, transaction
 
+from admin_project.outbox.models import OutboxEvent
 from admin_project.products import services
-from admin_project.products.models import OutboxEvent, Product
+from admin_project.products.models import Product
 
 
 @pytest.mark.django_db
@@ -23,7 +24,7 @@ def test_record_outside_a_transaction_is_refused():
     product = services.product_create(title="x", price=Decimal("1.00"))
     assert not connection.in_atomic_block
     with pytest.raises(RuntimeError, match="inside the change's transaction"):
-        services.outbox_event_record(product=product, event_type="product.updated")
+        services.product_event_record(product=product, event_type="product.updated")
     assert OutboxEvent.objects.count() == 1
 
 

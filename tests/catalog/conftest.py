@@ -1,8 +1,8 @@
 import pytest
 from django.db import connection
 
-from tests.support import amqp, processes
-from tests.support.waiting import wait_until
+from harness import amqp, processes
+from harness.waiting import wait_until
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ from django.core.management import CommandError, call_command
 from kombu import Exchange
 
 from catalog_project.catalog.models import Product
-from tests.support import amqp
-from tests.support.waiting import wait_until
-from workers.topology import AUDIT
+from catalog_project.topology import AUDIT
+from harness import amqp
+from harness.waiting import wait_until
 
 from .events import event
 from .test_worker import publish_raw, task_body

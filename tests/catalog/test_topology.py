@@ -7,8 +7,8 @@ import uuid
 import pytest
 from kombu import Connection, Queue
 
-from tests.support import processes
-from tests.support.vhosts import vhost_create, vhost_delete
+from harness import processes
+from harness.vhosts import vhost_create, vhost_delete
 
 pytestmark = pytest.mark.broker
 

@@ -9,9 +9,9 @@ from django.db import connection
 from kombu import Exchange
 
 from catalog_project.catalog.models import Product
+from harness import amqp, pg
+from harness.waiting import wait_until
 from product_events import contract
-from tests.support import amqp, pg
-from tests.support.waiting import wait_until
 
 from .events import event
 
@@ -158,8 +158,8 @@ def test_transient_database_outage_is_retried_until_applied(worker, dlq_empty):
 
 def test_spent_retry_budget_parks_the_events_with_the_reason(django_db_setup):
     """A worker with a budget of 2 retries, on its own vhost, while the database refuses it."""
-    from tests.support import processes
-    from tests.support.vhosts import vhost_create, vhost_delete
+    from harness import processes
+    from harness.vhosts import vhost_create, vhost_delete
 
     vhost = f"budget-{uuid.uuid4().hex[:8]}"
     url = vhost_create(vhost)

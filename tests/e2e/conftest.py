@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from tests.support import pg, processes
-from tests.support.stack import env_example, http_up
-from tests.support.waiting import wait_until
+from harness import pg, processes
+from harness.stack import env_example, http_up
+from harness.waiting import wait_until
 
 REPO = processes.REPO
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import ARTIFACTS
+from harness.processes import ARTIFACTS
 
 REPO = Path(__file__).resolve().parents[2]
 

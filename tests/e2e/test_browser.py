@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support import processes
-from tests.support.waiting import wait_until
+from harness import processes
+from harness.waiting import wait_until
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("CHROMEDRIVER_BINARY", "/usr/bin/chromedriver"))

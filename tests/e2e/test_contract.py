@@ -12,6 +12,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from product_events import contract
+from product_events.message import task_message_encode
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
 
@@ -35,8 +36,8 @@ def test_documented_envelope_and_message_are_valid():
 
 def test_documented_names_match_the_code():
     text = DOC.read_text()
-    for name in (contract.TASK_APPLY_PRODUCT_EVENTS, contract.EXCHANGE, contract.CATALOG_QUEUE,
-                 contract.CATALOG_DLQ, *contract.EVENT_TYPES, contract.ROUTING_PATTERN_ALL):
+    for name in (contract.TASK_APPLY_PRODUCT_EVENTS, contract.EXCHANGE, *contract.EVENT_TYPES,
+                 contract.ROUTING_PATTERN_ALL):
         assert f"`{name}`" in text, name
 
 
@@ -102,3 +103,46 @@ def test_task_summary_is_short_for_flower():
     events = doc_json_blocks()[1][1]["events"] * 50
     summary = contract.task_summary(events)
     assert "50 events" in summary and len(summary) < 300
+
+
+def celery_built(events: list[dict], task_id: str, summary: str):
+    """What Celery itself builds for the same call (``send_task`` calls ``as_task_v2``)."""
+    from celery import Celery
+
+    app = Celery("contract-check", set_as_current=False)
+    return app.amqp.as_task_v2(task_id, contract.TASK_APPLY_PRODUCT_EVENTS, args=[],
+                               kwargs=contract.task_kwargs(events), argsrepr="[]",
+                               kwargsrepr=summary, origin="origin@test", ignore_result=True)
+
+
+@pytest.mark.parametrize("count", [1, 2, 150])
+def test_message_encoder_builds_what_celery_builds(count):
+    """product_events.message is the one encoder (relay, bench, tests): compare it with
+    Celery's own protocol-2 message, so a Celery upgrade that changes it fails here."""
+    at = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
+    events = [contract.envelope_build(
+        event_type="product.updated", product_id=i, version=2, occurred_at=at,
+        data={"id": i, "title": f"t{i}", "image": "", "price": "1.00", "description": "",
+              "version": 2, "created_at": "2026-11-26T15:00:00Z",
+              "updated_at": "2026-11-26T15:00:00Z"}) for i in range(1, count + 1)]
+    ours = task_message_encode(events=events, origin="origin@test")
+    celery = celery_built(events, ours.task_id, ours.summary)
+    assert ours.headers == celery.headers
+    assert json.loads(ours.body) == json.loads(json.dumps(celery.body))
+    for key, value in celery.properties.items():
+        assert ours.properties[key] == value, key
+    assert ours.routing_key == "product.updated"
+    assert (ours.task_id == events[0]["event_id"]) == (count == 1)
+    # the spliced fast path (the relay's: the outbox's JSON text, unparsed) is the same bytes
+    spliced = task_message_encode(events=events, origin="origin@test",
+                                  events_json=[json.dumps(e, separators=(",", ":"))
+                                               for e in events])
+    assert json.loads(spliced.body) == json.loads(ours.body)
+
+
+def test_message_encoder_refuses_mixed_types_and_empty_batches():
+    with pytest.raises(ValueError, match="one event type"):
+        task_message_encode(events=[{"type": "product.created", "event_id": "a"},
+                                    {"type": "product.deleted", "event_id": "b"}])
+    with pytest.raises(ValueError, match="at least one"):
+        task_message_encode(events=[])

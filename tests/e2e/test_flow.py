@@ -8,8 +8,8 @@ import time
 
 import requests
 
-from tests.support import rabbit
-from tests.support.waiting import wait_until
+from harness import rabbit
+from harness.waiting import wait_until
 
 FIELDS = ("title", "image", "price", "description", "version", "updated_at")
 
@@ -110,7 +110,7 @@ def test_worker_healthcheck_command_of_compose_works_with_the_worker_user(stack)
     import socket
     import subprocess
 
-    from tests.support import processes
+    from harness import processes
 
     env = dict(stack.env, CELERY_BROKER_URL=stack.env["CATALOG_BROKER_URL"])
     result = subprocess.run(
@@ -125,7 +125,7 @@ def test_bootstrap_is_idempotent_and_names_an_unreachable_service(stack):
     import subprocess
     import sys
 
-    from tests.support import processes
+    from harness import processes
 
     again = subprocess.run([sys.executable, "scripts/bootstrap.py"], cwd=processes.REPO,
                            env=stack.env, capture_output=True, text=True, timeout=300)
@@ -153,7 +153,7 @@ def test_reconcile_reports_drift_and_repair_converges(stack):
 
     import psycopg2
 
-    from tests.support import processes
+    from harness import processes
 
     def reconcile(*extra):
         return subprocess.run(

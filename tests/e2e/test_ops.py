@@ -13,8 +13,8 @@ import uuid
 import pytest
 import requests
 
-from tests.support import processes
-from tests.support.waiting import wait_until
+from harness import processes
+from harness.waiting import wait_until
 
 REPO = processes.REPO
 

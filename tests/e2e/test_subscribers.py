@@ -9,9 +9,9 @@ import contextlib
 import psycopg2
 import requests
 
-from tests.support import amqp
-from tests.support.stack import running_stack, wait_converged
-from tests.support.waiting import wait_until
+from harness import amqp
+from harness.stack import running_stack, wait_converged
+from harness.waiting import wait_until
 
 
 def audit_rows(env, pid=None):

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 
 import pytest
 
-from tests.support import processes
-from tests.support.stack import Stack, wait_converged
+from harness import processes
+from harness.stack import Stack, wait_converged
 
 
 @dataclass

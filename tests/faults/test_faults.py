@@ -14,10 +14,10 @@ import uuid
 import pytest
 from kombu import Exchange
 
+from harness import amqp, pg, rabbit
+from harness.stack import running_stack
+from harness.waiting import wait_until
 from product_events import contract
-from tests.support import amqp, pg, rabbit
-from tests.support.stack import running_stack
-from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 

@@ -1,8 +1,8 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from workers.dlq import DeadLetters
-from workers.topology import SUBSCRIBERS
+from catalog_project.catalog.dlq import DeadLetters
+from catalog_project.topology import SUBSCRIBERS
 
 
 class Command(BaseCommand):

@@ -42,7 +42,7 @@ def _alarms() -> str:
 def memory_alarm(restore_to: str = "0.4"):
     """Set the memory high watermark so low that the memory alarm fires (publishers blocked),
     and always restore it."""
-    from tests.support.waiting import wait_until
+    from harness.waiting import wait_until
 
     _ctl("set_vm_memory_high_watermark", "0.0001")
     try:

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import psycopg2
 import requests
 
-from tests.support import amqp, pg, processes
-from tests.support.vhosts import vhost_create, vhost_delete
-from tests.support.waiting import wait_until
+from harness import amqp, pg, processes
+from harness.vhosts import vhost_create, vhost_delete
+from harness.waiting import wait_until
 
 REPO = processes.REPO
 RESULT_RE = re.compile(r"\{'applied': (\d+), 'stale': (\d+), 'parked': (\d+)\}")
@@ -59,10 +59,11 @@ class Stack:
     procs: dict[str, list[processes.Proc]] = field(default_factory=dict)
 
     # --- processes ---
-    def start(self, name: str) -> processes.Proc:
+    def start(self, name: str, command: str | None = None) -> processes.Proc:
+        """Start Procfile process ``name`` (or ``command`` in its place)."""
         runs = self.procs.setdefault(name, [])
         proc = processes.Proc(f"{self.name}-{name}-{len(runs)}",
-                              ["sh", "-c", procfile()[name]], self.env)
+                              ["sh", "-c", command or procfile()[name]], self.env)
         runs.append(proc)
         return proc
 
@@ -75,9 +76,9 @@ class Stack:
             os.killpg(proc.pid, sig)
         proc.popen.wait(30)
 
-    def restart(self, name: str) -> processes.Proc:
+    def restart(self, name: str, command: str | None = None) -> processes.Proc:
         self.kill(name)
-        return self.start(name)
+        return self.start(name, command)
 
     def wait_worker_ready(self, timeout: float = 60) -> None:
         proc = self.proc("worker")

@@ -1,4 +1,4 @@
-"""pytest plugin (``-p tests.support.broker_vhost``): every test session gets its own RabbitMQ
+"""pytest plugin (``-p harness.broker_vhost``): every test session gets its own RabbitMQ
 vhost, so tests never touch the queues of a running ``make run`` stack, and a session leaves
 nothing behind.
 
@@ -9,7 +9,7 @@ at the session's vhost."""
 import os
 import uuid
 
-from tests.support.vhosts import vhost_create, vhost_delete
+from harness.vhosts import vhost_create, vhost_delete
 
 SESSION_VHOST = f"test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 os.environ["CELERY_BROKER_URL"] = vhost_create(SESSION_VHOST)

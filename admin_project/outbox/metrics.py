@@ -1,4 +1,6 @@
-"""Admin metrics read at scrape time (the relay's counters are on its own exporter)."""
+"""The backlog gauges the admin's ``/metrics`` reads at scrape time. (The relay's own counters
+are in ``publish`` and ``loop``: only the relay process imports them, so the web app's
+``/metrics`` never shows relay counters stuck at zero.)"""
 
 from prometheus_client.core import GaugeMetricFamily
 

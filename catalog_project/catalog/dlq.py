@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from kombu import Connection
 
+from catalog_project import topology
 from product_events import contract
-from workers import topology
 
 REPLAY_DROP_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue",
                        "x-first-death-reason", "x-last-death-exchange", "x-last-death-queue",
@@ -61,7 +61,7 @@ def _describe(index: int, message) -> Parked:
 class DeadLetters:
     """The dead-letter queue of one subscriber (default: the catalog's)."""
 
-    def __init__(self, broker_url: str, subscriber: topology.Subscriber = topology.CATALOG):
+    def __init__(self, broker_url: str, subscriber: topology.Subscription = topology.CATALOG):
         self.conn = Connection(broker_url, connect_timeout=10,
                                transport_options={"confirm_publish": True})
         self.subscriber = subscriber

@@ -1,4 +1,9 @@
-"""Broker topology of the subscribers of the product bus, declared in one place.
+"""Broker topology of the catalog project's subscribers of the product bus, declared in one place.
+
+Each subscriber's queues are its own (not part of the wire contract, ``product_events``, which
+holds only what every producer and consumer needs). The workers (workers/) declare them; the
+catalog's Django code reads them (``manage.py dlq``, queue depths on ``/metrics``). Plain kombu
+entities: importing this needs neither Django nor Celery.
 
 Every subscriber (the catalog; the audit log, docs/extending.md) gets the same shape:
 
@@ -14,7 +19,7 @@ Each subscriber has its own queue, so each gets every event it binds for, at its
 or stopped one only lets its own queue grow.
 
 Queue arguments are part of the contract with the broker: RabbitMQ refuses to redeclare a queue
-with different arguments (406 PRECONDITION_FAILED). ``Subscriber.declare`` turns that into an
+with different arguments (406 PRECONDITION_FAILED). ``Subscription.declare`` turns that into an
 actionable message.
 """
 
@@ -27,18 +32,19 @@ from kombu import Exchange, Queue, binding
 
 from product_events import contract
 
-logger = logging.getLogger("workers.topology")
+logger = logging.getLogger("catalog_project.topology")
 
 DELIVERY_LIMIT = 10  # redeliveries (crash loops, requeues) before the broker dead-letters
 
 products_exchange = Exchange(contract.EXCHANGE, contract.EXCHANGE_TYPE, durable=True)
 
 
-class TopologyMismatch(SystemExit):
-    pass
+class TopologyMismatch(Exception):
+    """RabbitMQ refused a queue: it exists with other arguments. The message says how to fix it
+    (a worker that meets this stops: workers/consumer.py)."""
 
 
-class Subscriber:
+class Subscription:
     """The queues and exchanges of one subscriber ``name``, bound to the bus with ``pattern``
     (a topic pattern over event types: ``product.#``, ``product.deleted``, ...)."""
 
@@ -78,23 +84,10 @@ class Subscriber:
         channel.queue_bind(queue=self.queue_name, exchange=products_exchange.name,
                            routing_key=self.bus_binding.routing_key)
 
-    def celery_configure(self, app) -> None:
-        """Point a Celery app at this subscriber's queue (and its consumer at this topology)."""
-        app.subscriber = self
-        app.conf.task_queues = [self.queue]
-        app.conf.task_default_queue = self.queue_name
-        app.conf.task_default_exchange = self.exchange.name
-        app.conf.task_default_exchange_type = self.exchange.type
-        app.conf.task_default_routing_key = self.queue_name
-        # Declares the topology on every (re)connect, before consuming, and parks (with a
-        # reason) what Celery cannot turn into a task instead of dropping it.
-        app.conf.worker_consumer = "workers.consumer:SubscriberConsumer"
 
-
-CATALOG = Subscriber("catalog", contract.ROUTING_PATTERN_ALL)
-assert CATALOG.queue_name == contract.CATALOG_QUEUE and CATALOG.dlq_name == contract.CATALOG_DLQ
+CATALOG = Subscription("catalog", contract.ROUTING_PATTERN_ALL)  # catalog.products
 # The audit log (workers/audit.py): every create, update and delete, at its own pace.
-AUDIT = Subscriber("audit", "product.*")
+AUDIT = Subscription("audit", "product.*")  # audit.products
 # Every subscriber this repository runs, by name (`manage.py dlq --subscriber`, queue metrics).
 SUBSCRIBERS = {s.name: s for s in (CATALOG, AUDIT)}
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from admin_project.products.relay import Relay
+from admin_project.outbox.loop import Relay
 from common.metrics import exporter_start
 
 

@@ -1,0 +1,34 @@
+from django.db import models
+from django.db.models import Q
+
+
+class OutboxEvent(models.Model):
+    """A product event written in the same transaction as the change, published by the relay.
+
+    ``sent_at`` is set only after the broker confirmed the message. A row may be published more
+    than once (a crash between confirm and commit); consumers are idempotent by version."""
+
+    event_id = models.UUIDField(unique=True)
+    type = models.CharField(max_length=32)
+    product_id = models.BigIntegerField(db_index=True)
+    version = models.PositiveIntegerField()
+    payload = models.JSONField(help_text="The full event envelope, as sent on the wire.")
+    occurred_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        # The table was created by the products app (it moved here without a copy).
+        db_table = "products_outboxevent"
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["id"], condition=Q(sent_at__isnull=True),
+                         name="outbox_pending_idx"),
+            models.Index(fields=["sent_at"], condition=Q(sent_at__isnull=False),
+                         name="outbox_sent_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.product_id} v{self.version}"
+
+
+TABLE = OutboxEvent._meta.db_table  # for the SQL of record, claim and the selectors

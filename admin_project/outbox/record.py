@@ -1,0 +1,73 @@
+"""Write events into the outbox, in the caller's transaction; purge rows sent long ago."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from django.db import connection
+from django.utils import timezone
+from psycopg2.extras import execute_values
+
+from common.trace import trace_id_get
+from product_events import contract
+
+from .models import TABLE, OutboxEvent
+
+CHANNEL = "product_outbox"  # PostgreSQL NOTIFY channel the relay LISTENs on (listen.py)
+
+
+class EventItem(NamedTuple):
+    """One event to record: the change's type, product, new version, time and snapshot."""
+
+    type: str
+    product_id: int
+    version: int
+    occurred_at: datetime
+    data: dict[str, Any]
+
+
+# The rows and the NOTIFY in one statement: one round trip per change, on every write's request
+# path. PostgreSQL delivers the notification only if the transaction commits, and folds identical
+# notifications of one transaction into one. (Measured over 8 x 3,000 in-process creates, this
+# plain INSERT ... RETURNING costs ~70 us less machine CPU per write than the same as a CTE with
+# array_agg: see docs/performance.md.)
+_INSERT = f"""
+INSERT INTO {TABLE} (event_id, type, product_id, version, payload, occurred_at)
+VALUES %s RETURNING id, pg_notify('{CHANNEL}', '')
+"""
+_ROW = "(%s, %s, %s, %s, %s::jsonb, %s)"
+_INSERT_ONE = _INSERT.replace("%s", _ROW, 1)
+
+
+def outbox_events_record(*, items: list[EventItem]) -> list[int]:
+    """Record ``items`` in the current transaction, and wake the relay on commit. Each event
+    carries the current trace id (the HTTP request's, or the command run's). Returns the outbox
+    row ids. Refuses to run outside a transaction: the event must commit with its change."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("outbox events must be recorded inside the change's transaction")
+    if not items:
+        return []
+    trace_id = trace_id_get()
+    rows = []
+    for event_type, product_id, version, occurred_at, data in items:
+        envelope = contract.envelope_build(event_type=event_type, product_id=product_id,
+                                           version=version, occurred_at=occurred_at, data=data,
+                                           trace_id=trace_id)
+        rows.append((envelope["event_id"], event_type, product_id, version,
+                     json.dumps(envelope, separators=(",", ":")), occurred_at))
+    with connection.cursor() as cursor:
+        if len(rows) == 1:  # the request path: no execute_values overhead
+            cursor.execute(_INSERT_ONE, rows[0])
+            return [cursor.fetchone()[0]]
+        inserted = execute_values(cursor.cursor, _INSERT, rows, template=_ROW,
+                                  page_size=len(rows), fetch=True)
+    return [row[0] for row in inserted]
+
+
+def outbox_purge_sent(*, older_than: timedelta) -> int:
+    deleted, _ = OutboxEvent.objects.filter(
+        sent_at__isnull=False, sent_at__lt=timezone.now() - older_than
+    ).delete()
+    return deleted

@@ -1,0 +1,21 @@
+"""Reads of the outbox."""
+
+from django.db import connection
+
+from .models import TABLE, OutboxEvent
+
+
+def outbox_backlog() -> tuple[int, float]:
+    """(pending events, age in seconds of the oldest pending one, 0 when none)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), GREATEST(0, COALESCE("
+            " EXTRACT(EPOCH FROM clock_timestamp() - min(occurred_at)), 0))"
+            f" FROM {TABLE} WHERE sent_at IS NULL")
+        pending, age = cursor.fetchone()
+    return pending, float(age)
+
+
+def outbox_pending_count() -> int:
+    """How many events wait in the outbox for the relay."""
+    return OutboxEvent.objects.filter(sent_at__isnull=True).count()

@@ -1,0 +1,123 @@
+"""What the settings of both Django projects share (cookiecutter-django style: each project keeps
+``settings/{base,local,test,production}.py`` and reads everything through one django-environ
+``env``). ``from common.settings import *`` gives the shared constants (``__all__``); the
+functions build what differs only by a project's prefix (``ADMIN``, ``CATALOG``) or by a few
+values. The environment variable names they read are a public contract (.env.example)."""
+
+import os
+from pathlib import Path
+
+import environ
+
+__all__ = [
+    "LANGUAGE_CODE", "TIME_ZONE", "USE_I18N", "USE_TZ", "DEFAULT_AUTO_FIELD",
+    "STATIC_URL", "STORAGES", "WHITENOISE_USE_FINDERS",
+    "CELERY_TASK_SERIALIZER", "CELERY_ACCEPT_CONTENT", "CELERY_RESULT_BACKEND",
+    "CELERY_TASK_IGNORE_RESULT", "CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP",
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+STATIC_URL = "static/"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+# Celery, both projects: JSON only; no result backend, task results are not kept.
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]          # pickle (or anything else) is refused
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+
+def env_read(repo_dir: Path) -> environ.Env:
+    """The one ``env`` of a project's settings; the repository's ``.env`` is read if present,
+    without overriding variables already set in the environment."""
+    env = environ.Env()
+    if (repo_dir / ".env").is_file():
+        env.read_env(str(repo_dir / ".env"), overwrite=False)
+    return env
+
+
+def broker_url(env: environ.Env) -> str:
+    """CELERY_BROKER_URL. Celery reads the CELERY_BROKER_URL environment variable even over this
+    setting, so per-process broker users are given by setting that variable per process
+    (Procfile, compose.yaml)."""
+    return env("CELERY_BROKER_URL", default="amqp://guest:guest@127.0.0.1:5672//")
+
+
+def databases(env: environ.Env, prefix: str, default_url: str) -> dict:
+    """DATABASES: ``<prefix>_DATABASE_URL``, with persistent connections
+    (``<prefix>_DB_CONN_MAX_AGE`` seconds) that are health-checked before reuse."""
+    default = env.db_url(f"{prefix}_DATABASE_URL", default=default_url)
+    default["CONN_MAX_AGE"] = env.int(f"{prefix}_DB_CONN_MAX_AGE", default=60)
+    default["CONN_HEALTH_CHECKS"] = True
+    return {"default": default}
+
+
+def spectacular(title: str, description: str, **extra) -> dict:
+    """SPECTACULAR_SETTINGS: the OpenAPI schema and its UIs, served from local files
+    (drf_spectacular_sidecar, no CDN), errors documented by ``common.openapi``."""
+    return {
+        "TITLE": title,
+        "DESCRIPTION": description,
+        "VERSION": "1.0.0",
+        "SERVE_INCLUDE_SCHEMA": False,
+        "SWAGGER_UI_DIST": "SIDECAR",
+        "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+        "REDOC_DIST": "SIDECAR",
+        "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                                 "common.openapi.error_responses"],
+        **extra,
+    }
+
+
+def production(env: environ.Env, prefix: str) -> dict:
+    """The production hardening (``globals().update(production(env, PREFIX))``): no DEBUG,
+    HTTPS-only cookies, HSTS. Passes ``manage.py check --deploy --fail-level WARNING`` with its
+    defaults; compose.yaml turns the HTTPS settings off for a plain-HTTP localhost demo."""
+    return {
+        "DEBUG": False,
+        "SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https"),
+        "SECURE_SSL_REDIRECT": env.bool(f"{prefix}_SECURE_SSL_REDIRECT", default=True),
+        # Probes and scrapes come over plain HTTP from inside the network.
+        "SECURE_REDIRECT_EXEMPT": [r"^healthz$", r"^readyz$", r"^metrics$"],
+        "SESSION_COOKIE_SECURE": env.bool(f"{prefix}_SECURE_COOKIES", default=True),
+        "CSRF_COOKIE_SECURE": env.bool(f"{prefix}_SECURE_COOKIES", default=True),
+        "SECURE_HSTS_SECONDS": env.int(f"{prefix}_SECURE_HSTS_SECONDS", default=31536000),
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": env.bool(f"{prefix}_SECURE_HSTS_INCLUDE_SUBDOMAINS",
+                                                   default=True),
+        "SECURE_HSTS_PRELOAD": env.bool(f"{prefix}_SECURE_HSTS_PRELOAD", default=True),
+        "SECURE_CONTENT_TYPE_NOSNIFF": True,
+    }
+
+
+def test_environ(prefix: str, **defaults: str) -> None:
+    """Defaults for a pytest session, set before the project's base settings are imported: a
+    throwaway ``<prefix>_SECRET_KEY`` and ``<prefix>_<NAME>`` for each of ``defaults`` (e.g.
+    throttle rates no test reaches). Variables already set win."""
+    os.environ.setdefault(f"{prefix}_SECRET_KEY", "test-only-not-secret")
+    for name, value in defaults.items():
+        os.environ.setdefault(f"{prefix}_{name}", value)
+
+
+def test(settings: dict) -> dict:
+    """The test overrides of a project's base settings (``globals().update(test(globals()))``):
+    no DEBUG, no persistent database connections, Django's plain static files storage and no
+    whitenoise middleware."""
+    databases = settings["DATABASES"]
+    storages = settings["STORAGES"]
+    return {
+        "DEBUG": False,
+        "DATABASES": {**databases, "default": {**databases["default"], "CONN_MAX_AGE": 0}},
+        "STORAGES": {**storages, "staticfiles": {
+            "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}},
+        "MIDDLEWARE": [m for m in settings["MIDDLEWARE"] if "whitenoise" not in m],
+    }

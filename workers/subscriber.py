@@ -1,0 +1,67 @@
+"""What a subscriber's worker needs beyond its broker topology: its retry policy and its
+metrics. Each worker app module builds one ``Subscriber`` from its own settings and hands it to
+``Subscriber.configure(app)`` (workers/catalog.py, workers/audit.py); the task base class, the
+consumer and parking read ``app.subscriber``. Nothing here is shared between subscribers."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from catalog_project.topology import Subscription
+from workers.metrics import SubscriberMetrics
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Transient errors (the database unavailable, a connection reset) are retried up to
+    ``max_retries`` times with exponential backoff and jitter, then the events are parked."""
+
+    max_retries: int = 10
+    backoff_base: float = 1.0
+    backoff_max: float = 120.0
+
+    @classmethod
+    def from_env(cls, env, prefix: str) -> RetryPolicy:
+        """``<prefix>_RETRY_MAX``, ``<prefix>_RETRY_BACKOFF_BASE``, ``<prefix>_RETRY_BACKOFF_MAX``
+        (seconds), each defaulting to the class's value."""
+        return cls(max_retries=env.int(f"{prefix}_RETRY_MAX", default=cls.max_retries),
+                   backoff_base=env.float(f"{prefix}_RETRY_BACKOFF_BASE",
+                                          default=cls.backoff_base),
+                   backoff_max=env.float(f"{prefix}_RETRY_BACKOFF_MAX", default=cls.backoff_max))
+
+    def countdown(self, retries: int) -> int:
+        """Exponential backoff with "equal jitter" (half fixed, half random), capped, and at
+        least 1 s (native delayed delivery on quorum queues needs whole seconds >= 1)."""
+        cap = min(self.backoff_max, self.backoff_base * 2**retries)
+        return max(1, round(cap / 2 + random.uniform(0, cap / 2)))
+
+
+@dataclass
+class Subscriber:
+    subscription: Subscription
+    retry: RetryPolicy
+    metrics_bind: str = ""  # host:port of the worker's Prometheus exporter; "" = none
+    metrics: SubscriberMetrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = SubscriberMetrics(self.subscription.name)
+
+    @property
+    def name(self) -> str:
+        return self.subscription.name
+
+    def configure(self, app) -> None:
+        """Point a Celery app at this subscriber's queue, its consumer at this topology, and
+        serve its metrics while the app's worker runs."""
+        sub = self.subscription
+        app.subscriber = self
+        app.conf.task_queues = [sub.queue]
+        app.conf.task_default_queue = sub.queue_name
+        app.conf.task_default_exchange = sub.exchange.name
+        app.conf.task_default_exchange_type = sub.exchange.type
+        app.conf.task_default_routing_key = sub.queue_name
+        # Declares the topology on every (re)connect, before consuming, and parks (with a
+        # reason) what Celery cannot turn into a task instead of dropping it.
+        app.conf.worker_consumer = "workers.consumer:SubscriberConsumer"
+        self.metrics.serve_while_worker_runs(app, bind=self.metrics_bind)
