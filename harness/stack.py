@@ -200,7 +200,7 @@ def running_stack(name: str, *, start=("admin", "catalog", "relay", "worker"),
         "DJANGO_SUPERUSER_PASSWORD": "faults-" + uuid.uuid4().hex,
         "ADMIN_DEBUG": "false", "CATALOG_DEBUG": "false",
         "ADMIN_RELAY_MAX_BACKOFF_SECONDS": "2",
-        "CATALOG_RETRY_BACKOFF_MAX": "4",
+        "CATALOG_RETRY_BACKOFF_MAX": "4", "AUDIT_RETRY_BACKOFF_MAX": "4",
         "ADMIN_WEB_WORKERS": "2", "CATALOG_WEB_WORKERS": "2",
     } | (overrides or {})
     values["CATALOG_URL"] = f"http://127.0.0.1:{ports['CATALOG_PORT']}"

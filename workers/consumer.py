@@ -15,9 +15,11 @@ import logging
 
 from celery.utils.log import get_logger
 from celery.worker.consumer import Consumer
+from vine import promise
 
 from catalog_project.topology import TopologyMismatch, products_exchange
 from workers import parking
+from workers.preflight import task_message_problem
 
 logger = get_logger("workers.consumer")
 
@@ -44,6 +46,26 @@ class SubscriberConsumer(Consumer):
                     subscription.queue_name, products_exchange.name,
                     subscription.bus_binding.routing_key, subscription.dlq_name)
         return conn
+
+    def create_task_handler(self, promise=promise):
+        """Celery's handler, behind a check of the message's shape (workers/preflight.py), and
+        with a last guard: whatever Celery raises on a message it had not acked, the message is
+        parked with the error and the worker goes on consuming."""
+        handle = super().create_task_handler(promise)
+
+        def on_task_received(message):
+            problem = task_message_problem(message)
+            if problem:
+                return self._park(message, f"invalid task message: {problem}")
+            try:
+                return handle(message)
+            except Exception as exc:  # noqa: BLE001 - one bad message must not stop the worker
+                if message.acknowledged:
+                    raise
+                logger.exception("cannot turn message into a task; parking it")
+                self._park(message, f"invalid task message: {type(exc).__name__}: {exc}")
+
+        return on_task_received
 
     def _park(self, message, reason: str) -> None:
         try:

@@ -66,7 +66,8 @@ class ProductEventsTask(Task):
             _close_broken_db_connections()
             if invalid:  # park the bad ones now; retry only the good ones
                 parking.park_events(app=self.app, request=self.request, items=invalid)
-            return self._retry_or_park([ev.as_dict() for ev in valid], exc)
+            return self._retry_or_park([ev.as_dict() for ev in valid], exc,
+                                       already_parked=len(invalid))
         except Exception as exc:  # noqa: BLE001
             # A permanent error (a value the database or its driver rejects, ...). Find the
             # culprits one by one so that the good events of this batch still land.
@@ -77,14 +78,14 @@ class ProductEventsTask(Task):
             parking.park_events(app=self.app, request=self.request, items=invalid)
         return {"applied": result.applied, "stale": result.stale, "parked": len(invalid)}
 
-    def _retry_or_park(self, good: list[dict], exc: Exception):
+    def _retry_or_park(self, good: list[dict], exc: Exception, already_parked: int):
         retry = self.subscriber.retry
         if self.request.retries >= retry.max_retries:
             reason = (f"retry budget spent ({self.request.retries} retries): "
                       f"{type(exc).__name__}: {exc}")
             parking.park_events(app=self.app, request=self.request,
                                 items=[(ev, reason) for ev in good])
-            return {"applied": 0, "stale": 0, "parked": len(good)}
+            return {"applied": 0, "stale": 0, "parked": len(good) + already_parked}
         countdown = retry.countdown(self.request.retries)
         self.subscriber.metrics.retried()
         logger.warning("transient error applying %d events (%s); retry %d in %ds",

@@ -9,7 +9,8 @@ One room, one job each:
 * ``publish``: the broker connection and one claim-publish-commit cycle.
 * ``listen``: the LISTEN connection that wakes the relay.
 * ``loop``: the relay process (``manage.py relay``): wake, publish, back off, heartbeat.
-* ``metrics``: the relay's counters and the backlog gauges of the admin's ``/metrics``.
+* ``metrics``: the backlog gauges of the admin's ``/metrics`` (the relay's own counters are in
+  ``publish`` and ``loop``).
 
 It knows the wire contract (``product_events``) and nothing of products: callers hand it
 ``(type, product_id, version, occurred_at, data)`` items."""

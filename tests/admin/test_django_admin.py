@@ -52,3 +52,29 @@ def test_admin_rejects_invalid_price(admin_client_):
                               {"title": "x", "price": "-5", "image": "", "description": ""})
     assert resp.status_code == 200  # form redisplayed with errors
     assert not Product.objects.exists() and not OutboxEvent.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outbox_permissions_survive_the_move_to_the_outbox_app():
+    """A database from before the outbox app: its groups keep their outbox permissions."""
+    from django.contrib.auth.models import Group, Permission
+    from django.contrib.contenttypes.models import ContentType
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([("products", "0002_tombstones_resync"), ("outbox", None)])
+    ContentType.objects.filter(model="outboxevent").delete()
+    old = ContentType.objects.create(app_label="products", model="outboxevent")
+    perm = Permission.objects.create(content_type=old, codename="view_outboxevent",
+                                     name="Can view outbox event")
+    group = Group.objects.create(name="outbox-readers")
+    group.permissions.add(perm)
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    (moved,) = Group.objects.get(name="outbox-readers").permissions.all()
+    assert (moved.content_type.app_label, moved.codename) == ("outbox", "view_outboxevent")
+    assert not ContentType.objects.filter(app_label="products", model="outboxevent").exists()

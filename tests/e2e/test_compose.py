@@ -55,9 +55,14 @@ def test_every_env_example_key_is_used_somewhere():
                *REPO.glob("scripts/*.py"), *REPO.glob("admin_project/**/*.py"),
                *REPO.glob("workers/*.py"), *REPO.glob("common/*.py")]
     text = "\n".join(p.read_text() for p in sources)
-    # common/settings.py and RetryPolicy.from_env read some variables as f"{prefix}_NAME"
-    text += "\n".join(f"{project}_{name}" for name in re.findall(r"\{prefix\}_(\w+)", text)
-                      for project in ("ADMIN", "CATALOG", "AUDIT"))
+    # common/settings.py reads some variables of both projects as f"{prefix}_NAME", and each
+    # worker its retry policy as RetryPolicy.from_env(env, "PREFIX")
+    common = (REPO / "common" / "settings.py").read_text()
+    text += "\n".join(f"{project}_{name}" for name in re.findall(r"\{prefix\}_(\w+)", common)
+                      for project in ("ADMIN", "CATALOG"))
+    text += "\n".join(f"{prefix}_RETRY_{name}"
+                      for prefix in re.findall(r'RetryPolicy\.from_env\(env, "(\w+)"\)', text)
+                      for name in ("MAX", "BACKOFF_BASE", "BACKOFF_MAX"))
     unused = {k for k in env_example_keys() if k not in text}
     assert not unused, f"documented in .env.example but read nowhere: {sorted(unused)}"
 

@@ -39,6 +39,11 @@ def test_documented_names_match_the_code():
     for name in (contract.TASK_APPLY_PRODUCT_EVENTS, contract.EXCHANGE, *contract.EVENT_TYPES,
                  contract.ROUTING_PATTERN_ALL):
         assert f"`{name}`" in text, name
+    from catalog_project.topology import SUBSCRIBERS  # plain kombu: no Django needed
+
+    for sub in SUBSCRIBERS.values():  # the subscribers' queues, stable names for operators
+        for name in (sub.queue_name, sub.dlq_name):
+            assert f"`{name}`" in text, name
 
 
 def test_envelope_build_round_trips():

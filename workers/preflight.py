@@ -1,0 +1,103 @@
+"""Is this AMQP message a task message the worker can run? Checked in the worker's main process
+before Celery builds a request from it (workers/consumer.py).
+
+Celery turns only some malformed messages into errors it handles (unknown task, refused content
+type, undecodable body); others raise in its consumer loop and stop the worker (a body that is
+``{}`` or ``[1]``, a ``timelimit`` of ``"x"``, a ``task`` header that is a list, no ``id``), or
+are acked in the pool without running (``kwargs`` that is not a mapping). This module states what
+a protocol-2 JSON task message of ours must look like, so that everything else is parked with
+its reason instead. It reads only the message (no I/O) and never raises."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from numbers import Real
+
+from product_events import contract
+
+# header -> the types it may hold (None allowed for all but task and id)
+_OPTIONAL_STR = ("lang", "shadow", "root_id", "parent_id", "group", "argsrepr", "kwargsrepr",
+                 "origin", "eta", "expires")
+_OPTIONAL_INT = ("retries", "group_index", "replaced_task_nesting")
+_EMBED_KEYS = ("callbacks", "errbacks", "chain", "chord")
+MAX_REASON_VALUE = 80
+
+
+def task_message_problem(message) -> str | None:
+    """None if ``message`` can become a task of ours, else why not (for ``x-park-reason``)."""
+    try:
+        return _headers_problem(message.headers) or _body_problem(message)
+    except Exception as exc:  # noqa: BLE001 - a check must never be what crashes the worker
+        return f"malformed message ({type(exc).__name__}: {exc})"
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= MAX_REASON_VALUE else text[:MAX_REASON_VALUE] + "..."
+
+
+def _headers_problem(headers) -> str | None:
+    if not isinstance(headers, dict):
+        return f"headers are not a table: {_short(headers)}"
+    if "task" not in headers:
+        return None  # not a protocol-2 task message: Celery's own path parks it (no task header)
+    for name in ("task", "id"):
+        value = headers.get(name)
+        if not isinstance(value, str) or not value:
+            return f"header {name!r} must be a non-empty string, got {_short(value)}"
+    for name in _OPTIONAL_STR:
+        value = headers.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"header {name!r} must be a string or null, got {_short(value)}"
+    for name in _OPTIONAL_INT:
+        value = headers.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            return f"header {name!r} must be an integer or null, got {_short(value)}"
+    if isinstance(headers.get("retries"), int) and headers["retries"] < 0:
+        return f"header 'retries' must not be negative, got {headers['retries']}"
+    for name in ("eta", "expires"):
+        if headers.get(name) is not None:
+            try:
+                datetime.fromisoformat(headers[name])
+            except ValueError:
+                return f"header {name!r} is not an ISO 8601 time: {_short(headers[name])}"
+    timelimit = headers.get("timelimit")
+    if timelimit is not None and not (
+            isinstance(timelimit, (list, tuple)) and len(timelimit) == 2
+            and all(t is None or (isinstance(t, Real) and not isinstance(t, bool) and t >= 0)
+                    for t in timelimit)):
+        return f"header 'timelimit' must be [soft, hard] seconds or nulls, got {_short(timelimit)}"
+    for name, kind in (("stamped_headers", list), ("stamps", dict)):
+        value = headers.get(name)
+        if value is not None and not isinstance(value, kind):
+            return f"header {name!r} must be a {kind.__name__} or null, got {_short(value)}"
+    if headers.get("ignore_result") is not None and not isinstance(headers["ignore_result"],
+                                                                   bool):
+        return f"header 'ignore_result' must be a boolean, got {_short(headers['ignore_result'])}"
+    return None
+
+
+def _body_problem(message) -> str | None:
+    if message.content_type != contract.CONTENT_TYPE:
+        return None  # Celery refuses it (accept_content) and the consumer parks it
+    raw = message.body
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray, memoryview)) else raw
+        body = json.loads(text)
+    except (UnicodeDecodeError, ValueError, TypeError) as exc:
+        return f"undecodable body ({message.content_type}): {type(exc).__name__}: {exc}"
+    if not isinstance(body, list) or len(body) != 3:
+        return f"body must be [args, kwargs, embed], got {_short(body)}"
+    args, kwargs, embed = body
+    if not isinstance(args, list):
+        return f"task args must be a list, got {_short(args)}"
+    if not isinstance(kwargs, dict):
+        return f"task kwargs must be an object, got {_short(kwargs)}"
+    if embed is not None and not isinstance(embed, dict):
+        return f"body embed must be an object or null, got {_short(embed)}"
+    for key in _EMBED_KEYS:
+        value = (embed or {}).get(key)
+        if value is not None and not isinstance(value, (list, dict)):
+            return f"body embed {key!r} must be a list, an object or null, got {_short(value)}"
+    return None
