@@ -14,3 +14,10 @@ class OutboxEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        """Only sent rows may go (the relay purges them anyway): deleting a pending row would
+        mean its event is never published. A bulk delete that selects one is refused whole."""
+        if obj is not None and obj.sent_at is None:
+            return False
+        return super().has_delete_permission(request, obj)

@@ -78,3 +78,25 @@ def test_outbox_permissions_survive_the_move_to_the_outbox_app():
     (moved,) = Group.objects.get(name="outbox-readers").permissions.all()
     assert (moved.content_type.app_label, moved.codename) == ("outbox", "view_outboxevent")
     assert not ContentType.objects.filter(app_label="products", model="outboxevent").exists()
+
+
+def test_pending_outbox_events_cannot_be_deleted_in_the_admin(admin_client_):
+    from django.utils import timezone
+
+    from admin_project.products import services
+
+    services.product_create(title="a", price="1.00")
+    services.product_create(title="b", price="1.00")
+    pending, sent = OutboxEvent.objects.order_by("id")
+    OutboxEvent.objects.filter(pk=sent.pk).update(sent_at=timezone.now())
+
+    resp = admin_client_.post(f"/admin/outbox/outboxevent/{pending.pk}/delete/", {"post": "yes"})
+    assert resp.status_code == 403
+    resp = admin_client_.post("/admin/outbox/outboxevent/", {
+        "action": "delete_selected", "_selected_action": [pending.pk, sent.pk], "post": "yes"})
+    assert resp.status_code == 403  # refused whole: nothing deleted
+    assert OutboxEvent.objects.count() == 2
+    resp = admin_client_.post("/admin/outbox/outboxevent/", {
+        "action": "delete_selected", "_selected_action": [sent.pk], "post": "yes"})
+    assert resp.status_code == 302
+    assert list(OutboxEvent.objects.values_list("pk", flat=True)) == [pending.pk]
