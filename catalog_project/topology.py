@@ -25,14 +25,10 @@ actionable message.
 
 from __future__ import annotations
 
-import logging
-
 from amqp.exceptions import PreconditionFailed
 from kombu import Exchange, Queue, binding
 
 from product_events import contract
-
-logger = logging.getLogger("catalog_project.topology")
 
 DELIVERY_LIMIT = 10  # redeliveries (crash loops, requeues) before the broker dead-letters
 

@@ -2,8 +2,10 @@
 message that is not a valid task is parked with its reason, whatever its shape, and the worker
 goes on consuming. A seeded generative test covers shapes nobody listed."""
 
+import itertools
 import json
 import uuid
+from datetime import datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +22,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
 
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 DLQ = "catalog.products.dlq"
+_product_ids = itertools.count(100_000)  # new ids for every example: no row exists beforehand
 
 
 def headers_for(task_id: str | None = None) -> dict:
@@ -108,7 +111,6 @@ def _is_timelimit(v) -> bool:
 
 
 def _iso(v) -> bool:
-    from datetime import datetime
     try:
         datetime.fromisoformat(v)
         return True
@@ -153,13 +155,13 @@ def malformed(draw):
 @given(stream=st.lists(malformed(), min_size=20, max_size=20))
 def test_any_malformed_stream_is_parked_and_valid_events_land(worker, stream):
     marker = uuid.uuid4().hex
-    first = 100_000 + abs(hash(marker)) % 1_000_000 * 10
     valid_ids = []
     for i, (body, headers) in enumerate(stream):
         publish(body, headers, marker)
         if i % 4 == 0:
-            valid_ids.append(first + i)
-            publish(valid_body(first + i), headers_for(), marker)
+            valid_ids.append(next(_product_ids))
+            assert row(valid_ids[-1]) is None
+            publish(valid_body(valid_ids[-1]), headers_for(), marker)
     parked = parked_of(marker, len(stream))
     assert len(parked) == len(stream)  # messages in = applied + parked
     assert all(m.headers.get("x-park-reason") for m in parked)
