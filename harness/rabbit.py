@@ -57,3 +57,23 @@ def memory_alarm(restore_to: str = "0.4"):
 
 def close_all_connections(reason: str = "fault injection") -> None:
     _ctl("close_all_connections", reason)
+
+
+def _max_message_size() -> int:
+    out = subprocess.run(["rabbitmqctl", "-q", "eval",
+                          "application:get_env(rabbit, max_message_size)."],
+                         check=True, capture_output=True, text=True, timeout=60).stdout
+    return int(out.strip().strip("{}").split(",")[1])
+
+
+@contextlib.contextmanager
+def max_message_size(limit: int):
+    """The broker refuses messages above ``limit`` bytes (for new channels) during the block;
+    the previous limit is always restored. Broker-wide: keep ``limit`` above what other tests
+    publish (a few hundred KB is)."""
+    before = _max_message_size()
+    _ctl("eval", f"application:set_env(rabbit, max_message_size, {int(limit)}).")
+    try:
+        yield
+    finally:
+        _ctl("eval", f"application:set_env(rabbit, max_message_size, {before}).")

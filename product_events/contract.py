@@ -98,6 +98,16 @@ def event_schema() -> dict[str, Any]:
     return json.loads(resources.files(__package__).joinpath("event.schema.json").read_text())
 
 
+def _product_max_lengths() -> dict[str, int]:
+    props = event_schema()["$defs"]["product"]["properties"]
+    return {name: prop["maxLength"] for name, prop in props.items() if "maxLength" in prop}
+
+
+# The longest text each product field may hold, in characters (the schema's ``maxLength``):
+# the admin's model and serializer and the catalog's model take their limits from here.
+PRODUCT_MAX_LENGTH: dict[str, int] = _product_max_lengths()
+
+
 @cache
 def schema_validator():
     """The schema compiled to Python code (fastjsonschema): ~18x faster than interpreting it,

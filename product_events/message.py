@@ -21,6 +21,16 @@ from product_events import contract
 # Celery's "embed" part of the body: no callbacks, errbacks, chain or chord.
 _EMBED = '{"callbacks": null, "errbacks": null, "chain": null, "chord": null}'
 DEFAULT_ORIGIN = f"producer@{socket.gethostname()}"
+_BODY_START = '[[], {"events": ['
+_BODY_END = "]}, " + _EMBED + "]"
+_SEPARATOR = ", "
+
+
+def task_message_body_size(event_sizes: Sequence[int]) -> int:
+    """The body's length in bytes for events whose JSON texts are ``event_sizes`` bytes long
+    (what a broker's ``max_message_size`` is compared with)."""
+    return (len(_BODY_START) + len(_BODY_END) + sum(event_sizes)
+            + len(_SEPARATOR) * max(0, len(event_sizes) - 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +69,7 @@ def task_message_encode(*, events: Sequence[Mapping[str, Any]],
         raise ValueError("events_json must hold one JSON text per event")
     task_id = str(events[0]["event_id"]) if len(events) == 1 else str(uuid.uuid4())
     summary = contract.task_summary(list(events))
-    body = '[[], {"events": [' + ", ".join(events_json) + "]}, " + _EMBED + "]"
+    body = _BODY_START + _SEPARATOR.join(events_json) + _BODY_END
     headers = {
         "lang": "py", "task": contract.TASK_APPLY_PRODUCT_EVENTS, "id": task_id,
         "shadow": None, "eta": None, "expires": None, "group": None, "group_index": None,

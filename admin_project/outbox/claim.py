@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .models import TABLE
+from .models import PENDING_SQL, TABLE
 
 
 class ClaimedEvent(NamedTuple):
@@ -25,25 +25,56 @@ class ClaimedEvent(NamedTuple):
                 "event_id": self.event_id}
 
 
+class Claim(NamedTuple):
+    """The rows of one claim, and whether more were pending than it took (by count or bytes)."""
+
+    rows: list[ClaimedEvent]
+    more: bool
+
+
 # Claim and mark in one statement; the caller's transaction stays open until the broker
 # confirmed the messages, so a crash or a failed publish rolls the rows back to pending (SKIP
-# LOCKED: several relays never claim the same rows). The columns follow ClaimedEvent's fields.
+# LOCKED: several relays never claim the same rows). A claim takes up to ``limit`` rows and stops
+# before the row that would take it past ``max_bytes`` of payload (it always takes the first
+# one), so a run of large events never loads more than about ``max_bytes`` into the relay.
+# Rows locked but not taken stay locked until the commit; the next claim takes them. The columns
+# follow ClaimedEvent's fields, then how many rows were locked.
 _CLAIM = f"""
-UPDATE {TABLE} SET sent_at = now()
-WHERE id IN (SELECT id FROM {TABLE} WHERE sent_at IS NULL
-             ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
-RETURNING id, type, product_id, version, event_id::text, payload::text, payload->>'trace_id'
+WITH locked AS (
+    SELECT id, size FROM {TABLE} WHERE {PENDING_SQL}
+    ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), taken AS (
+    SELECT id FROM (SELECT id, sum(size) OVER (ORDER BY id) - size AS before FROM locked) s
+    WHERE before < %(max_bytes)s
+)
+UPDATE {TABLE} o SET sent_at = now() FROM taken WHERE o.id = taken.id
+RETURNING o.id, o.type, o.product_id, o.version, o.event_id::text, o.payload::text,
+          o.payload->>'trace_id', (SELECT count(*) FROM locked)
 """
 _UNSEND = f"UPDATE {TABLE} SET sent_at = NULL WHERE id = ANY(%s)"
+_SET_ASIDE = (f"UPDATE {TABLE} SET sent_at = NULL, set_aside_at = now(), set_aside_reason = %s"
+              " WHERE id = %s")
 
 
-def outbox_claim(*, cursor, limit: int) -> list[ClaimedEvent]:
-    """Claim up to ``limit`` pending rows, in id order, inside the cursor's transaction."""
-    cursor.execute(_CLAIM, [limit])
-    return [ClaimedEvent(*row) for row in cursor.fetchall()]
+def outbox_claim(*, cursor, limit: int, max_bytes: int) -> Claim:
+    """Claim pending rows in id order (up to ``limit`` rows and about ``max_bytes`` of payload),
+    inside the cursor's transaction."""
+    cursor.execute(_CLAIM, {"limit": limit, "max_bytes": max_bytes})
+    fetched = cursor.fetchall()
+    if not fetched:
+        return Claim([], False)
+    locked = fetched[0][-1]
+    rows = [ClaimedEvent(*row[:-1]) for row in fetched]
+    rows.sort(key=lambda r: r.id)
+    return Claim(rows, more=locked >= limit or len(rows) < locked)
 
 
 def outbox_unclaim(*, cursor, ids: list[int]) -> None:
     """Return claimed rows to pending (their publish failed or was never tried)."""
     if ids:
         cursor.execute(_UNSEND, [ids])
+
+
+def outbox_set_aside(*, cursor, row_id: int, reason: str) -> None:
+    """Take a claimed row out of the pending ones for good, saying why (in the transaction)."""
+    cursor.execute(_SET_ASIDE, [reason, row_id])

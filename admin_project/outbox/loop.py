@@ -18,7 +18,7 @@ from prometheus_client import Counter, Gauge
 from admin_project.celery_app import app as celery_app
 
 from .listen import OutboxListener
-from .publish import Publisher, outbox_publish_pending
+from .publish import Publisher, outbox_publish_cycle
 from .record import outbox_purge_sent
 
 logger = logging.getLogger("admin_project.relay")
@@ -60,12 +60,11 @@ class Relay:
     def run_once(self) -> int:
         """Publish everything pending now. Raises on the first failure."""
         total = 0
-        claim = settings.RELAY_CLAIM_SIZE
         while not self.stop_event.is_set():
-            n = outbox_publish_pending(publisher=self.publisher, claim_size=claim)
-            total += n
-            self.published += n
-            if n < claim:  # drained (a commit since then has sent a NOTIFY: we wake again)
+            cycle = outbox_publish_cycle(publisher=self.publisher)
+            total += cycle.published
+            self.published += cycle.published
+            if not cycle.more:  # drained (a commit since then has sent a NOTIFY: we wake again)
                 break
         return total
 

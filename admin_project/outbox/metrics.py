@@ -16,3 +16,7 @@ class OutboxCollector:
         yield GaugeMetricFamily("outbox_oldest_pending_age_seconds",
                                 "Age of the oldest pending outbox event (0 when none).",
                                 value=oldest_age)
+        yield GaugeMetricFamily("outbox_set_aside_events",
+                                "Events the relay set aside: it can never send them as they "
+                                "are (too large, unknown type); see docs/operations.md.",
+                                value=selectors.outbox_set_aside_count())

@@ -6,14 +6,23 @@
   stay pending (an unroutable event is an error, not a silent drop).
 * No blind publish retries: a failed publish is "unknown", the row stays pending, the loop backs
   off and tries again.
-* Events of one type are batched into one message (up to RELAY_MAX_EVENTS_PER_MESSAGE)."""
+* Events of one type are batched into one message, up to RELAY_MAX_EVENTS_PER_MESSAGE events and
+  RELAY_MAX_MESSAGE_BYTES bytes of body (or the broker's ``max_message_size``, once it refused
+  a message: the relay then keeps below the limit the broker named).
+* An event that can never be sent (alone it makes a message above the limit, or its type is not
+  one of the contract's) is **set aside**: taken out of the pending rows with its reason, counted
+  (``relay_events_set_aside``, ``outbox_set_aside_events``) and logged, so it never holds the
+  rest back. docs/operations.md says how to return it to pending once the cause is fixed."""
 
 from __future__ import annotations
 
 import logging
+import re
 import socket
 from itertools import groupby
+from typing import NamedTuple
 
+from amqp.exceptions import PreconditionFailed
 from django.conf import settings
 from django.db import connection, transaction
 from kombu import Exchange
@@ -21,9 +30,9 @@ from prometheus_client import Counter
 
 from admin_project.celery_app import app as celery_app
 from product_events import contract
-from product_events.message import TaskMessage, task_message_encode
+from product_events.message import TaskMessage, task_message_body_size, task_message_encode
 
-from .claim import ClaimedEvent, outbox_claim, outbox_unclaim
+from .claim import ClaimedEvent, outbox_claim, outbox_set_aside, outbox_unclaim
 
 logger = logging.getLogger("admin_project.relay")
 
@@ -34,6 +43,11 @@ EVENTS_PUBLISHED = Counter("relay_events_published",
                            "Events confirmed by the broker (then marked sent).")
 MESSAGES_PUBLISHED = Counter("relay_messages_published",
                              "Task messages confirmed by the broker (each carries 1+ events).")
+SET_ASIDE = Counter("relay_events_set_aside",
+                    "Events the relay can never send (too large, unknown type), set aside.")
+
+# RabbitMQ's words when a message is above its max_message_size (406, the channel is closed).
+_TOO_LARGE = re.compile(r"message size (\d+) is larger than configured max size (\d+)")
 
 
 class Publisher:
@@ -41,10 +55,13 @@ class Publisher:
     first error so the next attempt starts clean. Declares the products exchange on connect
     (publishers declare only the exchange, never queues)."""
 
-    def __init__(self, app=celery_app) -> None:
+    def __init__(self, app=celery_app, max_message_bytes: int | None = None) -> None:
         self.app = app
         self._conn = None
         self._producer = None
+        # The largest body this relay sends: the setting, lowered to the broker's limit once the
+        # broker refused a larger message.
+        self.max_message_bytes = max_message_bytes or settings.RELAY_MAX_MESSAGE_BYTES
 
     def producer(self):
         if self._producer is None:
@@ -82,52 +99,127 @@ class Publisher:
     close = reset
 
 
+class Cycle(NamedTuple):
+    """What one claim-publish-commit cycle did: events confirmed, events set aside, and whether
+    more rows were pending than the claim took."""
+
+    published: int
+    set_aside: int
+    more: bool
+
+
 def outbox_publish_pending(*, publisher: Publisher | None = None, app=celery_app,
                            claim_size: int | None = None,
                            max_events_per_message: int | None = None) -> int:
-    """Claim up to ``claim_size`` pending rows, publish them, keep the confirmed ones sent.
+    """Claim pending rows (up to ``claim_size``), publish them, keep the confirmed ones sent.
 
     Returns the number of events published. Raises if a publish failed (after returning the
     unconfirmed rows to pending); the publisher is then reset."""
+    return outbox_publish_cycle(publisher=publisher, app=app, claim_size=claim_size,
+                                max_events_per_message=max_events_per_message).published
+
+
+def outbox_publish_cycle(*, publisher: Publisher | None = None, app=celery_app,
+                         claim_size: int | None = None,
+                         max_events_per_message: int | None = None) -> Cycle:
+    """One cycle (``outbox_publish_pending``), saying also what was set aside and if more wait."""
     if publisher is None:
         publisher = Publisher(app)
         try:
-            return outbox_publish_pending(publisher=publisher, claim_size=claim_size,
-                                          max_events_per_message=max_events_per_message)
+            return outbox_publish_cycle(publisher=publisher, claim_size=claim_size,
+                                        max_events_per_message=max_events_per_message)
         finally:
             publisher.close()
     claim_size = claim_size or settings.RELAY_CLAIM_SIZE
     per_message = max_events_per_message or settings.RELAY_MAX_EVENTS_PER_MESSAGE
     error: BaseException | None = None
     sent: list[tuple[list[ClaimedEvent], TaskMessage]] = []
+    aside: list[tuple[ClaimedEvent, str]] = []
     with transaction.atomic(), connection.cursor() as cursor:
-        rows = outbox_claim(cursor=cursor, limit=claim_size)
+        rows, more = outbox_claim(cursor=cursor, limit=claim_size,
+                                  max_bytes=settings.RELAY_CLAIM_MAX_BYTES)
         if not rows:
-            return 0
+            return Cycle(0, 0, False)
         try:
-            rows.sort(key=lambda r: (r.type, r.id))
-            for _event_type, group in groupby(rows, key=lambda r: r.type):
-                group = list(group)
-                for start in range(0, len(group), per_message):
-                    chunk = group[start:start + per_message]
-                    message = task_message_encode(events=[r.ref() for r in chunk],
-                                                  events_json=[r.payload for r in chunk],
-                                                  origin=ORIGIN)
+            chunks, aside = _chunks(rows, per_message, publisher.max_message_bytes)
+            for row, reason in aside:
+                outbox_set_aside(cursor=cursor, row_id=row.id, reason=reason)
+            for chunk in chunks:
+                message = task_message_encode(events=[r.ref() for r in chunk],
+                                              events_json=[r.payload for r in chunk],
+                                              origin=ORIGIN)
+                try:
                     publisher.publish(message)
-                    sent.append((chunk, message))
+                except PreconditionFailed as exc:
+                    refused = _TOO_LARGE.search(str(exc))
+                    if refused is None:
+                        raise
+                    publisher.reset()  # the broker closed the channel
+                    broker_max = int(refused.group(2))
+                    if len(chunk) == 1:
+                        reason = f"refused by the broker: {exc}"
+                        outbox_set_aside(cursor=cursor, row_id=chunk[0].id, reason=reason)
+                        aside.append((chunk[0], reason))
+                    else:
+                        logger.warning("the broker refuses messages above %d bytes; the relay "
+                                       "keeps below that from now on", broker_max)
+                    publisher.max_message_bytes = min(publisher.max_message_bytes, broker_max)
+                    more = True  # what was not sent goes back to pending and is claimed again
+                    break
+                sent.append((chunk, message))
         except Exception as exc:  # noqa: BLE001 - any failure leaves the rest pending
             error = exc
             publisher.reset()
-            done = {r.id for chunk, _ in sent for r in chunk}
-            outbox_unclaim(cursor=cursor, ids=[r.id for r in rows if r.id not in done])
+        done = {r.id for chunk, _ in sent for r in chunk} | {r.id for r, _ in aside}
+        outbox_unclaim(cursor=cursor, ids=[r.id for r in rows if r.id not in done])
     events = sum(len(chunk) for chunk, _ in sent)
     EVENTS_PUBLISHED.inc(events)
     MESSAGES_PUBLISHED.inc(len(sent))
     for chunk, message in sent:  # committed: these are sent for good
         _log_published(chunk, message.summary)
+    for row, reason in aside:
+        SET_ASIDE.inc()
+        logger.error("set aside outbox event %d (%s #%s v%s, %s): %s", row.id, row.type,
+                     row.product_id, row.version, row.event_id, reason,
+                     extra={"trace_id": row.trace_id or "-"})
     if error is not None:
         raise error
-    return events
+    return Cycle(events, len(aside), more)
+
+
+def _chunks(rows: list[ClaimedEvent], per_message: int, max_bytes: int
+            ) -> tuple[list[list[ClaimedEvent]], list[tuple[ClaimedEvent, str]]]:
+    """Group rows into messages: one event type per message, in id order, at most
+    ``per_message`` events and ``max_bytes`` of body each. Rows that cannot go in any message
+    come back with the reason."""
+    aside: list[tuple[ClaimedEvent, str]] = []
+    sendable: list[tuple[ClaimedEvent, int]] = []
+    for row in rows:
+        size = len(row.payload) if row.payload.isascii() else len(row.payload.encode())
+        alone = task_message_body_size([size])
+        if row.type not in contract.EVENT_TYPES:
+            aside.append((row, f"unknown event type {row.type!r}: no routing key for it"))
+        elif alone > max_bytes:
+            aside.append((row, f"too large: alone it makes a message body of {alone} bytes, "
+                               f"above the limit of {max_bytes} bytes (ADMIN_RELAY_MAX_MESSAGE_"
+                               "BYTES, or the broker's max_message_size)"))
+        else:
+            sendable.append((row, size))
+    sendable.sort(key=lambda item: (item[0].type, item[0].id))
+    chunks: list[list[ClaimedEvent]] = []
+    for _event_type, group in groupby(sendable, key=lambda item: item[0].type):
+        chunk: list[ClaimedEvent] = []
+        body = 0  # bytes of the chunk's message body so far
+        for row, size in group:
+            grown = body + len(", ") + size
+            if chunk and (len(chunk) >= per_message or grown > max_bytes):
+                chunks.append(chunk)
+                chunk = []
+            body = grown if chunk else task_message_body_size([size])
+            chunk.append(row)
+        if chunk:
+            chunks.append(chunk)
+    return chunks, aside
 
 
 def _log_published(rows: list[ClaimedEvent], summary: str) -> None:

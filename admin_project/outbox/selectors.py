@@ -2,7 +2,7 @@
 
 from django.db import connection
 
-from .models import TABLE, OutboxEvent
+from .models import PENDING, PENDING_SQL, TABLE, OutboxEvent
 
 
 def outbox_backlog() -> tuple[int, float]:
@@ -11,11 +11,16 @@ def outbox_backlog() -> tuple[int, float]:
         cursor.execute(
             "SELECT count(*), GREATEST(0, COALESCE("
             " EXTRACT(EPOCH FROM clock_timestamp() - min(occurred_at)), 0))"
-            f" FROM {TABLE} WHERE sent_at IS NULL")
+            f" FROM {TABLE} WHERE {PENDING_SQL}")
         pending, age = cursor.fetchone()
     return pending, float(age)
 
 
 def outbox_pending_count() -> int:
     """How many events wait in the outbox for the relay."""
-    return OutboxEvent.objects.filter(sent_at__isnull=True).count()
+    return OutboxEvent.objects.filter(PENDING).count()
+
+
+def outbox_set_aside_count() -> int:
+    """How many events the relay set aside (it can never send them as they are)."""
+    return OutboxEvent.objects.filter(set_aside_at__isnull=False).count()

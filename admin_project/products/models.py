@@ -1,16 +1,22 @@
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.db.models.functions import Length
+from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
+
+from product_events.contract import PRODUCT_MAX_LENGTH
+
+MAX = PRODUCT_MAX_LENGTH  # the contract's limits (docs/events.md), also checked by the database
 
 
 class Product(models.Model):
     """The source of truth. Write through ``services`` only: every change must record an event."""
 
-    title = models.CharField(max_length=200)
-    image = models.URLField(max_length=500, blank=True, default="")
+    title = models.CharField(max_length=MAX["title"])
+    image = models.URLField(max_length=MAX["image"], blank=True, default="")
     price = models.DecimalField(max_digits=12, decimal_places=2,
                                 validators=[MinValueValidator(0)])
-    description = models.TextField(blank=True, default="")
+    description = models.TextField(max_length=MAX["description"], blank=True, default="")
     # Bumped by every create/update/delete; consumers apply an event only if it is newer.
     version = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -18,6 +24,11 @@ class Product(models.Model):
 
     class Meta:
         ordering = ["id"]
+        constraints = [  # a TextField's max_length is not enforced by the database otherwise
+            models.CheckConstraint(
+                condition=LessThanOrEqual(Length("description"), MAX["description"]),
+                name="product_description_max_length"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.title} (#{self.pk})"

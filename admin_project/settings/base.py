@@ -128,6 +128,11 @@ CELERY_BROKER_HEARTBEAT = 0
 # --- Outbox relay ---
 RELAY_MAX_EVENTS_PER_MESSAGE = env.int("ADMIN_RELAY_MAX_EVENTS_PER_MESSAGE", default=100)
 RELAY_CLAIM_SIZE = env.int("ADMIN_RELAY_CLAIM_SIZE", default=1000)
+# Bytes: the largest message body the relay sends (keep it at or below the broker's
+# max_message_size, 128 MiB by default; a lower broker limit is learned when it refuses one), and
+# about how much payload one claim loads into the relay's memory.
+RELAY_MAX_MESSAGE_BYTES = env.int("ADMIN_RELAY_MAX_MESSAGE_BYTES", default=1_048_576)
+RELAY_CLAIM_MAX_BYTES = env.int("ADMIN_RELAY_CLAIM_MAX_BYTES", default=8_388_608)
 RELAY_SWEEP_SECONDS = env.float("ADMIN_RELAY_SWEEP_SECONDS", default=1.0)
 # When busy (published within the last 50 ms), wait this long after a wake-up so that more
 # commits share one claim and one message. 0 disables.

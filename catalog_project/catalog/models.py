@@ -1,4 +1,10 @@
 from django.db import models
+from django.db.models.functions import Length
+from django.db.models.lookups import LessThanOrEqual
+
+from product_events.contract import PRODUCT_MAX_LENGTH
+
+MAX = PRODUCT_MAX_LENGTH  # the contract's limits (docs/events.md)
 
 
 class Product(models.Model):
@@ -9,10 +15,10 @@ class Product(models.Model):
     (``deleted=True``) so that a late, older update cannot bring the product back."""
 
     id = models.BigIntegerField(primary_key=True)
-    title = models.CharField(max_length=200)
-    image = models.CharField(max_length=500, blank=True, default="")
+    title = models.CharField(max_length=MAX["title"])
+    image = models.CharField(max_length=MAX["image"], blank=True, default="")
     price = models.DecimalField(max_digits=12, decimal_places=2)
-    description = models.TextField(blank=True, default="")
+    description = models.TextField(max_length=MAX["description"], blank=True, default="")
     version = models.PositiveIntegerField()
     updated_at = models.DateTimeField()
     deleted = models.BooleanField(default=False)
@@ -26,6 +32,11 @@ class Product(models.Model):
         ordering = ["id"]
         indexes = [models.Index(fields=["id"], condition=models.Q(deleted=False),
                                 name="catalog_product_live_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=LessThanOrEqual(Length("description"), MAX["description"]),
+                name="catalog_product_description_max_length"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.title} (#{self.pk} v{self.version})"
