@@ -53,6 +53,10 @@ def park_message(*, app, message, reason: str) -> None:
     subscription = app.subscriber.subscription
     headers = dict(message.headers or {})
     headers.pop("x-death", None)
+    if getattr(message, "errors", None) and "compression" in headers:
+        # kombu could not even build this message (a compression header that names no codec or
+        # does not fit the body): keep the header under another name so the DLQ stays readable
+        headers["x-unusable-compression"] = repr(headers.pop("compression"))[:200]
     headers.update({"x-park-reason": reason[:MAX_REASON], "x-parked-by": socket.gethostname()})
     logger.error("parking message in %s: %s", subscription.dlq_name, reason)
     with confirming_producer(app) as producer:

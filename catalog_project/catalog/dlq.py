@@ -44,6 +44,19 @@ def _reason(headers: dict) -> str:
     return "unknown"
 
 
+def message_readable(channel, raw):
+    """The kombu message of an AMQP message, even one whose ``compression`` header names no
+    codec or does not fit the body (kombu raises on those while building the message): the
+    header is then kept as ``x-unusable-compression`` and the body left as it is."""
+    try:
+        return channel.message_to_python(raw)
+    except Exception:  # noqa: BLE001 - only the compression header makes kombu raise here
+        headers = raw.properties.setdefault("application_headers", {}) or {}
+        headers["x-unusable-compression"] = repr(headers.pop("compression", None))[:200]
+        raw.properties["application_headers"] = headers
+        return channel.message_to_python(raw)
+
+
 def _describe(index: int, message) -> Parked:
     headers = message.headers or {}
     events, summary = [], headers.get("kwargsrepr") or ""
@@ -86,8 +99,7 @@ class DeadLetters:
             raw = self.channel.basic_get(self.queue, no_ack=False)
             if raw is None:
                 break
-            msg = self.channel.message_to_python(raw)
-            out.append(_describe(len(out) + 1, msg))
+            out.append(_describe(len(out) + 1, message_readable(self.channel, raw)))
         return out
 
     def replay(self, parked: list[Parked]) -> int:

@@ -4,11 +4,12 @@ goes on consuming. A seeded generative test covers shapes nobody listed."""
 
 import itertools
 import json
+import os
 import uuid
 from datetime import datetime
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from harness import amqp
@@ -23,6 +24,8 @@ pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 DLQ = "catalog.products.dlq"
 _product_ids = itertools.count(100_000)  # new ids for every example: no row exists beforehand
+# `make test` runs a few seeded examples; `make faults` many more (GENERATIVE_EXAMPLES).
+EXAMPLES = int(os.environ.get("GENERATIVE_EXAMPLES", "3"))
 
 
 def headers_for(task_id: str | None = None) -> dict:
@@ -32,12 +35,12 @@ def headers_for(task_id: str | None = None) -> dict:
             "expires": None, "timelimit": [None, None], "argsrepr": "[]", "kwargsrepr": "x"}
 
 
-def publish(body: bytes, headers: dict, marker: str) -> None:
+def publish(body: bytes, headers: dict, marker: str, properties: dict | None = None) -> None:
+    props = {"content_type": "application/json", "content_encoding": "utf-8"} | (properties or {})
     with amqp.broker_connection() as conn:
         conn.Producer().publish(body, exchange=PRODUCTS, routing_key="product.created",
                                 headers=headers | {"x-poison-run": marker},
-                                content_type="application/json", content_encoding="utf-8",
-                                delivery_mode=2, mandatory=True, retry=False)
+                                delivery_mode=2, mandatory=True, retry=False, **props)
 
 
 def parked_of(marker: str, expected: int) -> list:
@@ -118,16 +121,50 @@ def _iso(v) -> bool:
         return False
 
 
+# Headers Celery or kombu give a meaning to, and values of any type for them (one mutation of a
+# valid message may also add any of these, or an unknown header, next to a bad body).
+_MEANINGFUL = ["compression", "lang", "shadow", "eta", "expires", "group", "group_index",
+               "retries", "timelimit", "root_id", "parent_id", "argsrepr", "kwargsrepr",
+               "origin", "ignore_result", "stamped_headers", "stamps", "replaced_task_nesting",
+               "x-death", "x-park-reason", "priority", "reply_to", "correlation_id"]
+_CONTENT_TYPES = ["application/x-python-serialize", "application/x-yaml", "text/plain",
+                  "application/json; charset=utf-8", "APPLICATION/JSON", "", "application/data",
+                  "application/x-msgpack"]
+
+
 @st.composite
 def malformed(draw):
-    """One message that is not a valid task, by one mutation of a valid one."""
+    """One message that is not a valid task, by one mutation of a valid one; returns
+    (body, headers, properties)."""
+    body, props = draw(_malformed_body_and_headers()), {}
+    kind = draw(st.sampled_from(["as is", "as is", "content type", "encoding", "extra header"]))
+    raw, headers = body
+    if kind == "content type":
+        props["content_type"] = draw(st.sampled_from(_CONTENT_TYPES) | _text)
+    elif kind == "encoding":
+        props["content_encoding"] = draw(st.sampled_from(["binary", "latin-1", "utf-16",
+                                                          "gzip", "nonsense"]) | _text)
+    elif kind == "extra header":
+        name = draw(st.sampled_from(_MEANINGFUL) | _text.filter(bool))
+        headers = headers | {name: draw(_json)}
+    return raw, headers, props
+
+
+@st.composite
+def _malformed_body_and_headers(draw):
     headers, body = headers_for(), [[], {"events": [event(1, 1)]}, dict(EMBED)]
     kind = draw(st.sampled_from(["body", "args", "kwargs", "embed", "task", "id", "no id",
-                                 "timelimit", "retries", "eta", "bytes"]))
+                                 "timelimit", "retries", "eta", "bytes", "huge", "huge json"]))
     if kind == "body":
         return json.dumps(draw(_json.filter(lambda v: not _is_body(v)))).encode(), headers
     if kind == "bytes":  # not UTF-8 JSON at all
         return b"\xff" + draw(st.binary(max_size=200)), headers
+    if kind == "huge":  # megabytes that are not JSON
+        return b"[" * draw(st.integers(1, 3)) * 1_000_000, headers
+    if kind == "huge json":  # a valid shape, huge and deeply nested kwargs: not our task's
+        depth = draw(st.integers(10, 50_000))
+        return (b'[[], {"events": [' + b"[" * depth + b"]" * depth + b"], \"pad\": \""
+                + b"p" * draw(st.integers(0, 2_000_000)) + b'\"}, null]'), headers
     if kind == "args":
         body[0] = draw(_json.filter(lambda v: not isinstance(v, list)))
     elif kind == "kwargs":
@@ -150,14 +187,16 @@ def malformed(draw):
     return json.dumps(body).encode(), headers
 
 
-@settings(max_examples=3, derandomize=True, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, derandomize=True, deadline=None, print_blob=True,
+          phases=[Phase.explicit, Phase.reuse, Phase.generate],  # shrinking takes too long here
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.data_too_large])
 @given(stream=st.lists(malformed(), min_size=20, max_size=20))
 def test_any_malformed_stream_is_parked_and_valid_events_land(worker, stream):
     marker = uuid.uuid4().hex
     valid_ids = []
-    for i, (body, headers) in enumerate(stream):
-        publish(body, headers, marker)
+    for i, (body, headers, properties) in enumerate(stream):
+        publish(body, headers, marker, properties)
         if i % 4 == 0:
             valid_ids.append(next(_product_ids))
             assert row(valid_ids[-1]) is None
