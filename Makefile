@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+FAULTS_EXAMPLES ?= 100
 
 .PHONY: run test test-admin test-catalog test-e2e test-faults-quick faults bench lint setup clean-venv
 
@@ -47,9 +48,14 @@ test-e2e: $(STAMP)
 test-faults-quick: $(STAMP)
 	$(call pytest,tests/faults -p no:django -m quick)
 
-## faults: every fault-injection scenario, then the table (scenario, sent, applied, lost, ...)
+## faults: every fault-injection scenario, then the table (scenario, sent, applied, lost, ...),
+## and the long runs of the generative tests (malformed messages, any outbox row)
 faults: $(STAMP)
 	$(call pytest,tests/faults -p no:django)
+	GENERATIVE_EXAMPLES=$(FAULTS_EXAMPLES) $(BIN)/pytest tests/catalog/test_poison.py \
+	  --ds=catalog_project.settings.test -k any_malformed
+	GENERATIVE_EXAMPLES=$(FAULTS_EXAMPLES) $(BIN)/pytest tests/admin/test_relay_limits.py \
+	  --ds=admin_project.settings.test -k any_outbox_row
 
 ## bench: every benchmark in one run; table, bench/results/<timestamp>.json and .png
 bench: $(STAMP)

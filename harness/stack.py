@@ -138,11 +138,17 @@ class Stack:
             return cur.fetchall() if cur.description else None
 
     def outbox(self) -> tuple[int, int]:
-        """(events recorded, still pending)."""
+        """(events recorded, still pending: not sent, not set aside)."""
         ((total, pending),) = self.sql(
-            "admin", "SELECT count(*), count(*) FILTER (WHERE sent_at IS NULL) "
-                     "FROM products_outboxevent")
+            "admin", "SELECT count(*), count(*) FILTER (WHERE sent_at IS NULL AND "
+                     "set_aside_at IS NULL) FROM products_outboxevent")
         return total, pending
+
+    def set_aside(self) -> int:
+        """Outbox events the relay set aside (it can never send them as they are)."""
+        ((n,),) = self.sql("admin", "SELECT count(*) FROM products_outboxevent "
+                                    "WHERE set_aside_at IS NOT NULL")
+        return n
 
     def manage(self, project: str, *args: str, timeout: float = 300):
         return subprocess.run([sys.executable, f"{project}/manage.py", *args], cwd=REPO,
@@ -170,10 +176,9 @@ class Stack:
         resp.raise_for_status()
         return resp.json()
 
-    def dlq_depth(self) -> int:
+    def dlq_depth(self, queue: str = "catalog.products.dlq") -> int:
         with amqp.broker_connection_to(self.env["CELERY_BROKER_URL"]) as conn:
-            _, count, _ = conn.default_channel.queue_declare("catalog.products.dlq",
-                                                             passive=True)
+            _, count, _ = conn.default_channel.queue_declare(queue, passive=True)
             return count
 
 

@@ -100,4 +100,12 @@ def _body_problem(message) -> str | None:
         value = (embed or {}).get(key)
         if value is not None and not isinstance(value, (list, dict)):
             return f"body embed {key!r} must be a list, an object or null, got {_short(value)}"
+    if (message.headers or {}).get("task") == contract.TASK_APPLY_PRODUCT_EVENTS:
+        # our task's arguments (docs/events.md): parked here whole, with the reason, rather
+        # than rejected by the task without one
+        if args or set(kwargs) != {"events"}:
+            return ("task arguments must be args [] and kwargs {'events': [...]}, got "
+                    f"{len(args)} args and kwargs {_short(sorted(kwargs))}")
+        if not isinstance(kwargs["events"], list) or not kwargs["events"]:
+            return f"kwargs 'events' must be a non-empty list, got {_short(kwargs['events'])}"
     return None

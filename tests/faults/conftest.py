@@ -32,9 +32,9 @@ RESULTS: list[Row] = []
 
 class Report:
     def finish(self, stack: Stack, scenario: str, *, fault_end: float, expect_parked: int = 0,
-               deadline: float = 120) -> Row:
+               expect_set_aside: int = 0, deadline: float = 120) -> Row:
         """Wait for convergence, record the row, then assert: nothing lost, outbox drained,
-        exactly the injected poison parked."""
+        exactly the injected poison parked (DLQ) or set aside (by the relay)."""
         try:
             wait_converged(stack, deadline)
             seconds = round(time.monotonic() - fault_end, 1)
@@ -46,14 +46,17 @@ class Report:
         sent, pending = stack.outbox()
         totals = stack.worker_totals()
         parked = stack.dlq_depth()
+        set_aside = stack.set_aside()
         row = Row(scenario=scenario, sent=sent, applied=totals["applied"], lost=drift + pending,
-                  duplicates=totals["stale"], parked=parked, seconds=seconds,
+                  duplicates=totals["stale"], parked=parked + set_aside, seconds=seconds,
                   ok=seconds is not None and drift == 0 and pending == 0
-                  and parked == expect_parked)
+                  and parked == expect_parked and set_aside == expect_set_aside)
         RESULTS.append(row)
         assert seconds is not None, f"{scenario}: no convergence in {deadline}s\n{out}"
         assert drift == 0 and pending == 0, f"{scenario}: drift {drift}, pending {pending}"
         assert parked == expect_parked, f"{scenario}: parked {parked} != {expect_parked}"
+        assert set_aside == expect_set_aside, \
+            f"{scenario}: set aside {set_aside} != {expect_set_aside}"
         return row
 
 
@@ -77,7 +80,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             f"{r.parked:>6} {secs:>10}" + ("" if r.ok else "  FAILED"))
     terminalreporter.write_line(
         "sent = events recorded by the admin; applied = events that changed a catalog row; "
-        "dups = duplicate or stale deliveries absorbed; parked = messages in the DLQ; "
+        "dups = duplicate or stale deliveries absorbed; parked = messages in the DLQ + events "
+        "the relay set aside; "
         "lost = drift found by reconcile + events left in the outbox")
     processes.ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (processes.ARTIFACTS / "faults.json").write_text(
