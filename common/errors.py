@@ -1,7 +1,13 @@
-"""Django error handlers: under /api/ the answer is JSON like DRF's own, elsewhere Django's page."""
+"""Django error handlers: under /api/ the answer is JSON like DRF's own, elsewhere Django's page;
+and the DEBUG error page without secrets (``DEFAULT_EXCEPTION_REPORTER``, ``..._FILTER``)."""
 
+import os
+import re
+
+from django.conf import settings
 from django.http import JsonResponse
 from django.views import defaults
+from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
 
 def not_found(request, exception):
@@ -14,3 +20,53 @@ def server_error(request):
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Server error."}, status=500)
     return defaults.server_error(request)
+
+
+# --- no secret in any response, DEBUG pages included ---
+_CREDENTIALS_IN_URL = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s'\"]*):[^@/\s'\"]+@")
+_HIDDEN = re.compile(r"API|TOKEN|KEY|SECRET|PASS|SIGNATURE|AUTH|CREDENTIAL|COOKIE|BROKER_URL|"
+                     r"DATABASE_URL|DSN", re.I)
+MASK = "********************"
+
+
+class SecretsFilter(SafeExceptionReporterFilter):
+    """Django's filter, hiding also settings and environment variables named like a URL with
+    credentials (CELERY_BROKER_URL, *_DATABASE_URL), and any ``user:password@`` in a URL."""
+
+    hidden_settings = _HIDDEN
+
+    def cleanse_setting(self, key, value):
+        value = super().cleanse_setting(key, value)
+        if isinstance(value, str):
+            value = _CREDENTIALS_IN_URL.sub(r"\1:" + MASK + "@", value)
+        return value
+
+
+def _secret_values() -> list[str]:
+    values = {getattr(settings, "SECRET_KEY", "")}
+    for db in getattr(settings, "DATABASES", {}).values():
+        values.add(db.get("PASSWORD") or "")
+    values |= {v for k, v in os.environ.items() if _HIDDEN.search(k)}
+    for url in list(values) + [getattr(settings, "CELERY_BROKER_URL", "") or ""]:
+        match = re.search(r"://[^:/@\s]*:([^@/\s]+)@", url)
+        if match:
+            values.add(match.group(1))
+    return sorted((v for v in values if v and len(v) >= 4), key=len, reverse=True)
+
+
+class SecretsReporter(ExceptionReporter):
+    """The DEBUG error page and the error mails, with every known secret value (SECRET_KEY,
+    database and broker passwords, variables named like secrets) and every URL password blanked
+    wherever it appears: settings, environment, frame variables, exception messages."""
+
+    def _scrub(self, text: str) -> str:
+        text = _CREDENTIALS_IN_URL.sub(r"\1:" + MASK + "@", text)
+        for value in _secret_values():
+            text = text.replace(value, MASK)
+        return text
+
+    def get_traceback_html(self):
+        return self._scrub(str(super().get_traceback_html()))
+
+    def get_traceback_text(self):
+        return self._scrub(str(super().get_traceback_text()))

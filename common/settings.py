@@ -14,6 +14,7 @@ __all__ = [
     "STATIC_URL", "STORAGES", "WHITENOISE_USE_FINDERS",
     "CELERY_TASK_SERIALIZER", "CELERY_ACCEPT_CONTENT", "CELERY_RESULT_BACKEND",
     "CELERY_TASK_IGNORE_RESULT", "CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP",
+    "DEFAULT_EXCEPTION_REPORTER", "DEFAULT_EXCEPTION_REPORTER_FILTER",
 ]
 
 LANGUAGE_CODE = "en-us"
@@ -28,6 +29,9 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+# No secret in any response: the DEBUG error page blanks passwords, keys and URL credentials.
+DEFAULT_EXCEPTION_REPORTER = "common.errors.SecretsReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "common.errors.SecretsFilter"
 
 # Celery, both projects: JSON only; no result backend, task results are not kept.
 CELERY_TASK_SERIALIZER = "json"

@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin
 from django.db import models
+from django.http import Http404
 
 from . import services
 from .models import Product
@@ -20,14 +21,20 @@ class ProductAdmin(admin.ModelAdmin):
         cleaned = form.cleaned_data
         data = {f: cleaned[f] for f in services.UPDATABLE_FIELDS if f in cleaned}
         if change:
-            saved = services.product_update(product_id=obj.pk, data=data)
+            try:
+                saved = services.product_update(product_id=obj.pk, data=data)
+            except Product.DoesNotExist:  # deleted by someone else meanwhile
+                raise Http404("This product was deleted meanwhile.") from None
         else:
             saved = services.product_create(**data)
         obj.pk, obj.version, obj.updated_at = saved.pk, saved.version, saved.updated_at
 
     def delete_model(self, request, obj):
-        services.product_delete(product_id=obj.pk)
+        try:
+            services.product_delete(product_id=obj.pk)
+        except Product.DoesNotExist:
+            pass  # deleted by someone else meanwhile: what was asked for holds
 
     def delete_queryset(self, request, queryset):
         for product_id in queryset.values_list("pk", flat=True):
-            services.product_delete(product_id=product_id)
+            self.delete_model(request, Product(pk=product_id))

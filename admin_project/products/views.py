@@ -1,8 +1,11 @@
 from rest_framework import viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import NotFound
+from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle
 
 from . import selectors, services
+from .models import Product
 from .serializers import ProductSerializer
 
 
@@ -19,12 +22,17 @@ class ProductViewSet(viewsets.ModelViewSet):
         serializer.instance = services.product_create(**serializer.validated_data)
 
     def perform_update(self, serializer):
-        serializer.instance = services.product_update(
-            product_id=serializer.instance.pk, data=serializer.validated_data
-        )
+        try:
+            serializer.instance = services.product_update(
+                product_id=serializer.instance.pk, data=serializer.validated_data)
+        except Product.DoesNotExist:  # deleted by another request since it was read
+            raise NotFound() from None
 
     def perform_destroy(self, instance):
-        services.product_delete(product_id=instance.pk)
+        try:
+            services.product_delete(product_id=instance.pk)
+        except Product.DoesNotExist:  # deleted by another request since it was read
+            raise NotFound() from None
 
 
 class TokenView(ObtainAuthToken):
@@ -32,3 +40,4 @@ class TokenView(ObtainAuthToken):
     (DRF's own view is not), which slows password guessing."""
 
     throttle_classes = [AnonRateThrottle]
+    parser_classes = api_settings.DEFAULT_PARSER_CLASSES  # DRF's view lists its own

@@ -2,6 +2,8 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.exceptions import ValidationError
 
+from common.pagination import ascii_int
+
 from . import selectors
 from .models import ProductChange
 
@@ -27,7 +29,9 @@ class ProductChangeViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_field = "event_id"
 
     def get_queryset(self):
-        raw = self.request.query_params.get("product_id")
-        if raw is not None and not (raw.isdigit() and 1 <= int(raw) <= MAX_ID):
-            raise ValidationError({"product_id": [f"A whole number from 1 to {MAX_ID}."]})
-        return selectors.product_changes_list(product_id=int(raw) if raw else None)
+        raw = self.request.query_params.getlist("product_id")
+        product_id = ascii_int(raw[0], maximum=MAX_ID) if len(raw) == 1 else None
+        if raw and product_id is None:
+            raise ValidationError({"product_id": [
+                f"A whole number from 1 to {MAX_ID}, given once."]})
+        return selectors.product_changes_list(product_id=product_id)

@@ -1,0 +1,73 @@
+"""Hostile input against the admin API (issue: "no 5xx"): Unicode digits, deep JSON, concurrent
+writes to one product, and the DEBUG error page. Real PostgreSQL."""
+
+import threading
+from decimal import Decimal
+
+import pytest
+from django.conf import settings
+from django.test import Client, override_settings
+
+from admin_project.products import services
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.mark.parametrize("value", ["²", "١٢", "٣", "1²", "１", "-1", "0", "501", "9" * 30, ""])
+def test_page_size_in_anything_but_ascii_digits_is_400(api, value):
+    r = api.get("/api/products/", {"page_size": value})
+    assert r.status_code == 400, (value, r.status_code)
+    assert "page_size" in r.json()
+
+
+@pytest.mark.parametrize("value", ["²", "١", "１", "9" * 5000])
+def test_page_in_anything_but_ascii_digits_is_404(api, value):
+    assert api.get("/api/products/", {"page": value}).status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/api/auth/token/", "/api/products/"])
+def test_deeply_nested_json_is_400(api, path):
+    body = "[" * 100_000 + "]" * 100_000
+    r = api.post(path, body, content_type="application/json")
+    assert r.status_code == 400, r.content[:200]
+    assert "nested" in r.json()["detail"]
+
+
+def test_concurrent_deletes_and_patches_of_one_product_answer_2xx_or_404(api, user):
+    for _round in range(5):
+        product = services.product_create(title="contended", price=Decimal("1.00"))
+        start = threading.Barrier(6)
+        statuses = []
+
+        def write(kind, product=product, start=start, statuses=statuses):
+            from django.db import connection
+            start.wait(10)
+            try:
+                if kind == "delete":
+                    r = api.delete(f"/api/products/{product.pk}/")
+                else:
+                    r = api.patch(f"/api/products/{product.pk}/", {"title": "x"}, format="json")
+                statuses.append(r.status_code)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=write, args=(k,))
+                   for k in ["delete"] * 3 + ["patch"] * 3]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(statuses) == 6 and set(statuses) <= {200, 204, 404}, statuses
+        assert statuses.count(204) == 1, statuses
+
+
+@override_settings(DEBUG=True, ROOT_URLCONF="tests.admin.urls_boom")
+def test_the_debug_error_page_shows_no_secret():
+    r = Client(raise_request_exception=False).get("/boom/")
+    assert r.status_code == 500
+    page = r.content.decode()
+    assert "RuntimeError" in page  # still the debug page, useful to a developer
+    assert "very-secret-pw" not in page
+    assert settings.SECRET_KEY not in page
+    broker_password = settings.CELERY_BROKER_URL.split("://", 1)[1].split("@")[0].split(":")[1]
+    assert f":{broker_password}@" not in page
