@@ -12,6 +12,8 @@ Every subscriber (the catalog; the audit log, docs/extending.md) gets the same s
     <name> (topic, private to the subscriber: its retries and replays go here, not to the
             bus, so other subscribers never see them)
         --<name>.products-->  <name>.products
+        --#.<name>.products-->  <name>.products  (retries with a countdown, after their delay:
+                                                 Celery's native delayed delivery)
     <name>.dlx (direct)
         --<name>.products.dlq-->  <name>.products.dlq  (quorum queue: parked messages)
 
@@ -48,6 +50,9 @@ class Subscription:
         self.name = name
         self.queue_name = f"{name}.products"
         self.dlq_name = f"{self.queue_name}.dlq"
+        # Exists only while `manage.py topology upgrade` replaces the queue: bound like it, it
+        # holds the subscriber's events meanwhile (catalog_project/catalog/queues.py).
+        self.holding_queue_name = f"{self.queue_name}.upgrade"
         self.exchange = Exchange(name, "topic", durable=True)
         self.dead_letter_exchange = Exchange(f"{name}.dlx", "direct", durable=True)
         self.queue_arguments = {
@@ -68,6 +73,15 @@ class Subscription:
                                        routing_key=self.dlq_name,
                                        queue_arguments={"x-queue-type": "quorum"}, durable=True)
 
+    def bindings(self) -> list[tuple[str, str]]:
+        """Every (exchange, routing key) the subscriber's queue is bound with: the bus, its
+        private exchange (retries, replays) and the delayed retries that come back through it
+        (Celery binds ``#.<queue>`` too; declared here so that a queue is complete before a
+        worker starts)."""
+        return [(products_exchange.name, self.bus_binding.routing_key),
+                (self.exchange.name, self.queue_name),
+                (self.exchange.name, f"#.{self.queue_name}")]
+
     def declare(self, channel) -> None:
         """Declare exchanges, queues and bindings (idempotent)."""
         for exchange in (products_exchange, self.exchange, self.dead_letter_exchange):
@@ -76,9 +90,9 @@ class Subscription:
             try:
                 queue.declare(channel=channel)
             except PreconditionFailed as exc:
-                raise TopologyMismatch(mismatch_message(queue, exc)) from None
-        channel.queue_bind(queue=self.queue_name, exchange=products_exchange.name,
-                           routing_key=self.bus_binding.routing_key)
+                raise TopologyMismatch(mismatch_message(queue, exc, self.name)) from None
+        for exchange, routing_key in self.bindings():
+            channel.queue_bind(queue=self.queue_name, exchange=exchange, routing_key=routing_key)
 
 
 CATALOG = Subscription("catalog", contract.ROUTING_PATTERN_ALL)  # catalog.products
@@ -88,11 +102,17 @@ AUDIT = Subscription("audit", "product.*")  # audit.products
 SUBSCRIBERS = {s.name: s for s in (CATALOG, AUDIT)}
 
 
-def mismatch_message(queue: Queue, exc: Exception) -> str:
-    return (
-        f"RabbitMQ refused queue {queue.name!r}: it already exists with other arguments "
-        f"({exc}). This worker declares it with {dict(queue.queue_arguments or {})}. "
+def mismatch_message(queue: Queue, exc: Exception, subscriber: str = "") -> str:
+    head = (f"RabbitMQ refused queue {queue.name!r}: it already exists with other arguments "
+            f"({exc}). This worker declares it with {dict(queue.queue_arguments or {})}. ")
+    if subscriber and not queue.name.endswith(".dlq"):
+        return head + (
+            f"To fix: stop this subscriber's workers, run `python catalog_project/manage.py "
+            f"topology upgrade --subscriber {subscriber}` (it replaces the queue with these "
+            f"arguments and loses no event, also while the relay publishes: docs/operations.md "
+            f"\"Upgrading the queue\"), then start the workers again; or run the worker against "
+            f"a broker/vhost where the queue has these arguments.")
+    return head + (
         f"To fix: stop the consumers, move or drain its messages, delete it "
         f"(`rabbitmqctl delete_queue {queue.name}`), then start the worker again; or run the "
-        f"worker against a broker/vhost where the queue has these arguments."
-    )
+        f"worker against a broker/vhost where the queue has these arguments.")

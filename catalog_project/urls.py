@@ -3,13 +3,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from catalog_project.audit.views import ProductChangeViewSet
-from catalog_project.catalog.views import ProductViewSet
+from catalog_project.catalog.views import ProductVersionViewSet, ProductViewSet
 from common.health import healthz, readyz
 from common.metrics import metrics_view
 
 router = DefaultRouter()
 router.register("products", ProductViewSet, basename="product")
 router.register("product-changes", ProductChangeViewSet, basename="product-change")
+router.register("product-versions", ProductVersionViewSet, basename="product-version")
 
 urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

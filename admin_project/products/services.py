@@ -85,3 +85,46 @@ def product_delete(*, product_id: int) -> None:
     )
     product.delete()
     logger.info("product #%s deleted (v%s)", product_id, product.version)
+
+
+# --- after a restore of the admin database (restore.py): versions the subscribers saw ---
+
+def _iso(at) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+@transaction.atomic
+def product_version_raise(*, product_id: int, version: int) -> Product:
+    """Move a product to ``version`` (above its own) and record its state as an update, so that
+    subscribers holding a version this database has forgotten take it."""
+    product = Product.objects.select_for_update().get(pk=product_id)
+    if version <= product.version:
+        raise ValueError(f"product #{product_id} is at v{product.version}, not below v{version}")
+    product.version = version
+    product.updated_at = timezone.now()
+    product.save(update_fields=["version", "updated_at"])
+    product_event_record(product=product, event_type=contract.PRODUCT_UPDATED)
+    logger.info("product #%s raised to v%s", product_id, version)
+    return product
+
+
+@transaction.atomic
+def product_deletion_record(*, product_id: int, version: int,
+                            data: dict[str, Any]) -> ProductTombstone:
+    """Record that ``product_id``, which has no row here, is deleted at ``version`` (``data``:
+    its last known state) and record the delete event: for a product the subscribers hold that
+    this database does not (or holds deleted at a lower version)."""
+    if Product.objects.filter(pk=product_id).exists():
+        raise ValueError(f"product #{product_id} exists: delete it with product_delete")
+    known = ProductTombstone.objects.filter(product_id=product_id).first()
+    if known is not None and known.version >= version:
+        raise ValueError(f"product #{product_id} is deleted at v{known.version} already")
+    now = timezone.now()
+    snapshot = {**data, "id": product_id, "version": version, "updated_at": _iso(now)}
+    tombstone, _ = ProductTombstone.objects.update_or_create(
+        product_id=product_id,
+        defaults={"version": version, "data": snapshot, "deleted_at": now})
+    outbox_events_record(items=[EventItem(contract.PRODUCT_DELETED, product_id, version, now,
+                                          snapshot)])
+    logger.info("product #%s recorded as deleted (v%s)", product_id, version)
+    return tombstone

@@ -9,3 +9,10 @@ class ProductSerializer(serializers.ModelSerializer):
         fields = ["id", "title", "image", "price", "description", "version", "updated_at",
                   "last_trace_id"]
         read_only_fields = fields
+
+
+class ProductVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Product
+        fields = ["id", "version", "deleted"]
+        read_only_fields = fields

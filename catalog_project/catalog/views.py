@@ -1,7 +1,7 @@
-from rest_framework import viewsets
+from rest_framework import mixins, viewsets
 
 from . import selectors
-from .serializers import ProductSerializer
+from .serializers import ProductSerializer, ProductVersionSerializer
 
 
 class ProductViewSet(viewsets.ReadOnlyModelViewSet):
@@ -12,3 +12,14 @@ class ProductViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return selectors.product_list()
+
+
+class ProductVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The version of every product id the catalog holds, deleted ones included (their data
+    stays hidden). What the admin's `restore_fence` compares a restored admin database with:
+    ids and versions the subscribers saw that the backup does not know."""
+
+    serializer_class = ProductVersionSerializer
+
+    def get_queryset(self):
+        return selectors.product_versions_list()

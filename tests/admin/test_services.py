@@ -8,7 +8,8 @@ from django.db import connection, transaction
 
 from admin_project.outbox.models import OutboxEvent
 from admin_project.products import services
-from admin_project.products.models import Product
+from admin_project.products.models import Product, ProductTombstone
+from product_events.contract import envelope_validate
 
 
 @pytest.mark.django_db
@@ -64,3 +65,32 @@ def test_concurrent_updates_get_distinct_increasing_versions():
     assert product.version == n + 1
     last = OutboxEvent.objects.get(version=n + 1)
     assert last.payload["data"]["title"] == product.title
+
+
+@pytest.mark.django_db
+def test_version_raise_records_an_update_above_the_given_version():
+    product = services.product_create(title="x", price=Decimal("1.00"))
+    services.product_version_raise(product_id=product.pk, version=7)
+    product.refresh_from_db()
+    assert product.version == 7 and product.title == "x"
+    last = OutboxEvent.objects.order_by("id").last()
+    assert (last.type, last.product_id, last.version) == ("product.updated", product.pk, 7)
+    assert last.payload["data"]["version"] == 7
+    with pytest.raises(ValueError):
+        services.product_version_raise(product_id=product.pk, version=7)
+
+
+@pytest.mark.django_db
+def test_deletion_record_for_a_product_without_a_row():
+    data = {"title": "seen by the catalog", "image": "", "price": "3.00", "description": ""}
+    services.product_deletion_record(product_id=41, version=4, data=data)
+    tombstone = ProductTombstone.objects.get(product_id=41)
+    assert tombstone.version == 4 and tombstone.data["title"] == "seen by the catalog"
+    event = OutboxEvent.objects.get(product_id=41)
+    assert (event.type, event.version) == ("product.deleted", 4)
+    envelope_validate(event.payload)  # a valid event for every subscriber
+    with pytest.raises(ValueError):  # not at or below the version it has
+        services.product_deletion_record(product_id=41, version=4, data=data)
+    product = services.product_create(title="x", price=Decimal("1.00"))
+    with pytest.raises(ValueError):  # a product with a row is deleted by product_delete
+        services.product_deletion_record(product_id=product.pk, version=9, data=data)

@@ -36,6 +36,18 @@ def test_unknown_and_deleted_are_404(client):
     assert client.get("/api/products/99999999999999999999/").status_code == 404
 
 
+def test_versions_list_names_deleted_products_too(client):
+    product_events_apply(events=parsed(event(1, 1), event(2, 3), event(3, 1),
+                                       event(2, 4, type_=contract.PRODUCT_DELETED)))
+    page = client.get("/api/product-versions/?page_size=2").json()
+    assert page["count"] == 3 and page["next"]
+    assert page["results"] == [{"id": 1, "version": 1, "deleted": False},
+                               {"id": 2, "version": 4, "deleted": True}]
+    assert client.get(page["next"]).json()["results"] == [
+        {"id": 3, "version": 1, "deleted": False}]
+    assert client.post("/api/product-versions/", {}, format="json").status_code == 405
+
+
 def test_read_only(client):
     assert client.post("/api/products/", {"title": "x"}, format="json").status_code == 405
     product_events_apply(events=parsed(event(1, 1)))

@@ -98,5 +98,5 @@ def test_the_checks_see_imports():
     """The graph is not empty by mistake: known arrows are found."""
     g = graph()
     assert "admin_project.outbox.record" in g["admin_project.products.services"]
-    assert "catalog_project.topology" in g["catalog_project.catalog.metrics"]
+    assert "catalog_project.topology" in g["catalog_project.catalog.queues"]
     assert "product_events.contract" in g["workers.handling"]

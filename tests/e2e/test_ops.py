@@ -130,6 +130,9 @@ def test_metrics_of_every_process(stack):
     for queue in ("catalog.products", "catalog.products.dlq", "audit.products",
                   "audit.products.dlq"):  # read with the catalog's least-privilege broker user
         assert metric(catalog, "catalog_queue_messages", f'queue="{queue}"') >= 0, queue
+        assert metric(catalog, "catalog_subscriber_queue_present", f'queue="{queue}"') == 1
+    assert metric(catalog, "catalog_subscriber_queue_consumers",
+                  'queue="catalog.products",role="queue"') >= 1
     flower = requests.get(f"{stack.flower}/metrics", auth=stack.flower_auth, timeout=10)
     assert flower.status_code == 200 and "flower_events_total" in flower.text
     assert requests.get(f"{stack.flower}/metrics", timeout=10).status_code == 401
