@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -149,15 +149,35 @@ def envelope_validate(raw: Any) -> ProductEvent:
         raise InvalidEvent("data/version: does not match version")
     try:
         uuid.UUID(raw["event_id"])
-        datetime.fromisoformat(raw["occurred_at"])
-        datetime.fromisoformat(raw["data"]["updated_at"])
     except ValueError as exc:
-        raise InvalidEvent(f"bad value: {exc}") from None
+        raise InvalidEvent(f"event_id: bad value: {exc}") from None
+    _storable_time("occurred_at", raw["occurred_at"])
+    _storable_time("data/updated_at", raw["data"]["updated_at"])
     return ProductEvent(
         event_id=raw["event_id"], type=raw["type"], product_id=raw["product_id"],
         version=raw["version"], occurred_at=raw["occurred_at"], data=raw["data"],
         trace_id=raw.get("trace_id"),
     )
+
+
+def _storable_time(where: str, text: str) -> None:
+    """A time every consumer can store and read back: a valid RFC 3339 time with a UTC offset
+    of at most 14 hours (the real ones; PostgreSQL refuses +16:00) whose UTC value is within
+    years 1-9999 (what Python, and so Django, can represent; ``0001-01-01T00:00:00+01:00`` is
+    year 0 in UTC)."""
+    try:
+        value = datetime.fromisoformat(text)
+        if value.utcoffset() is None or abs(value.utcoffset()) > _MAX_OFFSET:
+            raise ValueError("the UTC offset must be within -14:00..+14:00")
+        value.astimezone(UTC)
+        (value - _MARGIN).astimezone(UTC)
+        (value + _MARGIN).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidEvent(f"{where}: not a storable time (UTC years 1-9999): {exc}") from None
+
+
+_MAX_OFFSET = timedelta(hours=14)
+_MARGIN = timedelta(days=1)  # any time zone a consumer renders it in stays representable
 
 
 def task_kwargs(events: list[dict[str, Any]]) -> dict[str, Any]:
