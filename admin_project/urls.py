@@ -6,11 +6,14 @@ from rest_framework.routers import DefaultRouter
 from admin_project.products.views import ProductViewSet, TokenView
 from common.health import healthz, readyz
 from common.metrics import metrics_view
+from common.throttling import login_throttled
 
 router = DefaultRouter()
 router.register("products", ProductViewSet, basename="product")
 
 urlpatterns = [
+    # the admin's login form shares the token endpoint's password-guessing throttle
+    path("admin/login/", login_throttled(admin.site.login)),
     path("admin/", admin.site.urls),
     path("api/auth/token/", TokenView.as_view(), name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -66,6 +66,17 @@ def databases(env: environ.Env, prefix: str, default_url: str) -> dict:
     return {"default": default}
 
 
+def caches(env: environ.Env, prefix: str, default_db: int) -> dict:
+    """CACHES: Redis at ``<prefix>_CACHE_URL`` (shared by every process and host of the
+    project: the API throttles count there), with short socket timeouts."""
+    url = env(f"{prefix}_CACHE_URL", default=f"redis://127.0.0.1:6379/{default_db}")
+    return {"default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url,
+        "KEY_PREFIX": prefix.lower(),
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }}
+
+
 def spectacular(title: str, description: str, **extra) -> dict:
     """SPECTACULAR_SETTINGS: the OpenAPI schema and its UIs, served from local files
     (drf_spectacular_sidecar, no CDN), errors documented by ``common.openapi``."""

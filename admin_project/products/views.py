@@ -2,7 +2,8 @@ from rest_framework import viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import NotFound
 from rest_framework.settings import api_settings
-from rest_framework.throttling import AnonRateThrottle
+
+from common.throttling import LOGIN_THROTTLES, AnonRateThrottle
 
 from . import selectors, services
 from .models import Product
@@ -36,8 +37,8 @@ class ProductViewSet(viewsets.ModelViewSet):
 
 
 class TokenView(ObtainAuthToken):
-    """POST username and password, get the user's API token. Throttled per client address
-    (DRF's own view is not), which slows password guessing."""
+    """POST username and password, get the user's API token. Throttled per client address and
+    per account name (DRF's own view is not), shared with the Django admin's login form."""
 
-    throttle_classes = [AnonRateThrottle]
+    throttle_classes = [AnonRateThrottle, *LOGIN_THROTTLES]
     parser_classes = api_settings.DEFAULT_PARSER_CLASSES  # DRF's view lists its own

@@ -94,12 +94,16 @@ REST_FRAMEWORK = {
                                "rest_framework.parsers.MultiPartParser"],
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    # Per process (local-memory cache): with N gunicorn workers a client gets up to N x the rate.
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.AnonRateThrottle",
-                                 "rest_framework.throttling.UserRateThrottle"],
+    # Counted in the shared cache (Redis, ADMIN_CACHE_URL): the limits hold across processes.
+    "DEFAULT_THROTTLE_CLASSES": ["common.throttling.AnonRateThrottle",
+                                 "common.throttling.UserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"anon": env("ADMIN_THROTTLE_ANON", default="30/minute"),
-                               "user": env("ADMIN_THROTTLE_USER", default="6000/minute")},
+                               "user": env("ADMIN_THROTTLE_USER", default="6000/minute"),
+                               # password attempts, per address and per account name: the token
+                               # endpoint and the Django admin's login form
+                               "login": env("ADMIN_THROTTLE_LOGIN", default="10/minute")},
 }
+CACHES = common.caches(env, "ADMIN", default_db=0)
 SPECTACULAR_SETTINGS = common.spectacular(
     title="Product admin API",
     description="Create, update and delete products. Every change is published as a product "

@@ -67,10 +67,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["common.parsers.JSONParser"],  # read-only API: nothing else
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    # Per process (local-memory cache): with N gunicorn workers a client gets up to N x the rate.
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.AnonRateThrottle"],
+    # Counted in the shared cache (Redis, CATALOG_CACHE_URL): the limit holds across processes.
+    "DEFAULT_THROTTLE_CLASSES": ["common.throttling.AnonRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"anon": env("CATALOG_THROTTLE_ANON", default="12000/minute")},
 }
+CACHES = common.caches(env, "CATALOG", default_db=1)
 SPECTACULAR_SETTINGS = common.spectacular(
     title="Product catalog API (read-only)",
     description="The catalog's copy of the products, kept up to date from product events. "

@@ -60,6 +60,42 @@ def test_token_endpoint_is_throttled_against_guessing(anon, user, low_rates):
     assert codes == [400, 400, 429]
 
 
+@pytest.fixture
+def low_login_rate(monkeypatch):
+    from django.core.cache import cache
+
+    from common.throttling import LoginRateThrottle
+
+    cache.clear()
+    monkeypatch.setattr(LoginRateThrottle, "THROTTLE_RATES", {"login": "3/minute"})
+    yield
+    cache.clear()
+
+
+def test_admin_login_form_and_token_endpoint_share_the_password_throttle(client, user,
+                                                                         low_login_rate):
+    codes = [client.post("/admin/login/", {"username": "alice", "password": "wrong"}).status_code
+             for _ in range(4)]
+    assert codes == [200, 200, 200, 429]  # 200: the form again, with an error
+    r = client.post("/api/auth/token/", {"username": "alice", "password": "s3cret-pass-1"},
+                    content_type="application/json")
+    assert r.status_code == 429 and int(r["Retry-After"]) > 0
+
+
+def test_the_password_throttle_counts_per_account_name_across_addresses(client, user,
+                                                                        low_login_rate):
+    codes = [client.post("/admin/login/", {"username": "alice", "password": "wrong"},
+                         REMOTE_ADDR=f"10.0.0.{i}").status_code for i in range(4)]
+    assert codes == [200, 200, 200, 429]
+
+
+def test_throttles_count_in_redis_shared_by_every_process(settings):
+    assert settings.CACHES["default"]["BACKEND"].endswith("RedisCache")
+    from django.core.cache import cache
+    cache.set("probe", 1)
+    assert cache.get("probe") == 1
+
+
 # --- probes ------------------------------------------------------------------------------------
 def test_healthz(client):
     resp = client.get("/healthz")
