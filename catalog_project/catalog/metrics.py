@@ -7,15 +7,29 @@ import logging
 from prometheus_client.core import GaugeMetricFamily
 
 from catalog_project.catalog.queues import queue_states
-from common.health import CHECK_TIMEOUT, broker_url
+from common.health import CHECK_TIMEOUT, Memo, broker_url, probe_ttl
 
 logger = logging.getLogger("catalog_project.metrics")
 
 
+def _queue_states():
+    """The subscribers' queue states, or None if the broker did not answer (kept for
+    PROBE_CACHE_SECONDS: scrapes in a burst open one broker connection per process)."""
+    from kombu import Connection
+
+    try:
+        with Connection(broker_url(), connect_timeout=CHECK_TIMEOUT) as conn:
+            return [s for s in queue_states(conn) if s.role != "holding"]
+    except Exception as exc:  # noqa: BLE001 - a scrape must not fail with the broker
+        logger.warning("queue states unavailable: %s", exc)
+        return None
+
+
+_states = Memo(_queue_states, probe_ttl)
+
+
 class CatalogCollector:
     def collect(self):
-        from kombu import Connection
-
         depth = GaugeMetricFamily("catalog_queue_messages",
                                   "Messages ready in each subscriber's queue and DLQ "
                                   "(catalog, audit; a DLQ holds parked messages).",
@@ -30,19 +44,14 @@ class CatalogCollector:
                                       "Consumers of each subscriber's queue and DLQ.",
                                       labels=["subscriber", "queue", "role"])
         up = GaugeMetricFamily("catalog_broker_up", "1 if the broker answered this scrape.")
-        try:
-            with Connection(broker_url(), connect_timeout=CHECK_TIMEOUT) as conn:
-                states = [s for s in queue_states(conn) if s.role != "holding"]
-            for s in states:
-                labels = [s.subscriber, s.queue, s.role]
-                present.add_metric(labels, 1 if s.present else 0)
-                if s.present:
-                    depth.add_metric([s.queue], s.messages)
-                    consumers.add_metric(labels, s.consumers)
-            up.add_metric([], 1)
-        except Exception as exc:  # noqa: BLE001 - a scrape must not fail with the broker
-            logger.warning("queue states unavailable: %s", exc)
-            up.add_metric([], 0)
+        states = _states.get()
+        for s in states or []:
+            labels = [s.subscriber, s.queue, s.role]
+            present.add_metric(labels, 1 if s.present else 0)
+            if s.present:
+                depth.add_metric([s.queue], s.messages)
+                consumers.add_metric(labels, s.consumers)
+        up.add_metric([], 0 if states is None else 1)
         yield depth
         yield present
         yield consumers

@@ -8,3 +8,4 @@ common.test_environ("CATALOG", THROTTLE_ANON="1000000/second",
 from .base import *  # noqa: E402,F403
 
 globals().update(common.test(globals()))
+PROBE_CACHE_SECONDS = 0  # every probe checks now (tests break and mend dependencies)

@@ -222,3 +222,18 @@ def test_metric_dirs_of_dead_process_trees_are_removed_and_live_ones_kept(tmp_pa
     metrics._stale_dirs_remove()
     assert not dead.exists()
     assert alive.exists() and other.exists()
+
+
+@pytest.mark.broker
+def test_a_flood_of_probes_checks_the_broker_once_per_period(client, db, settings,
+                                                             monkeypatch):
+    from common import health
+
+    settings.PROBE_CACHE_SECONDS = 30
+    calls = []
+    real = health.CHECKS["broker"]
+    monkeypatch.setitem(health.CHECKS, "broker", lambda: calls.append(1) or real())
+    monkeypatch.setattr(health._checks, "_at", float("-inf"))
+    codes = {client.get("/readyz").status_code for _ in range(60)}
+    assert codes == {200} and len(calls) == 1  # one real broker connection for 60 probes
+    monkeypatch.setattr(health._checks, "_at", float("-inf"))  # the next test checks afresh
