@@ -90,7 +90,7 @@ def _mutate(path: str, value):
     ("data.price", 9.9, "price"),
     ("data.id", 43, "data/id"),
     ("data.version", 4, "data/version"),
-    ("data.updated_at", "2026-13-45T99:99:99Z", "bad value"),
+    ("data.updated_at", "2026-13-45T99:99:99Z", "not a storable time"),
     ("extra", 1, "Additional properties"),
 ])
 def test_invalid_envelopes_are_rejected_with_a_reason(path, value, fragment):
