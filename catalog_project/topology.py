@@ -12,8 +12,11 @@ Every subscriber (the catalog; the audit log, docs/extending.md) gets the same s
     <name> (topic, private to the subscriber: its retries and replays go here, not to the
             bus, so other subscribers never see them)
         --<name>.products-->  <name>.products
-        --#.<name>.products-->  <name>.products  (retries with a countdown, after their delay:
-                                                 Celery's native delayed delivery)
+        --#.<name>.products-->  <name>.products  (retries with a countdown, after their delay)
+    <name>_celery_delayed_27 ... _0, <name>_celery_delayed_delivery (the subscriber's own
+            copy of Celery's native delayed delivery, kombu's layout with a prefix: retries
+            wait there, and no other subscriber can read, purge or reroute them)
+        <name>_celery_delayed_delivery --#.<name>.products-->  <name>
     <name>.dlx (direct)
         --<name>.products.dlq-->  <name>.products.dlq  (quorum queue: parked messages)
 
@@ -29,12 +32,18 @@ from __future__ import annotations
 
 from amqp.exceptions import PreconditionFailed
 from kombu import Exchange, Queue, binding
+from kombu.transport.native_delayed_delivery import (
+    calculate_routing_key,
+    declare_native_delayed_delivery_exchanges_and_queues,
+    level_name,
+)
 
 from product_events import contract
+from product_events.broker import PRODUCTS_EXCHANGE, exchange_ensure
 
 DELIVERY_LIMIT = 10  # redeliveries (crash loops, requeues) before the broker dead-letters
 
-products_exchange = Exchange(contract.EXCHANGE, contract.EXCHANGE_TYPE, durable=True)
+products_exchange = PRODUCTS_EXCHANGE  # shared, declared by its owner (product_events/broker.py)
 
 
 class TopologyMismatch(Exception):
@@ -54,6 +63,10 @@ class Subscription:
         # holds the subscriber's events meanwhile (catalog_project/catalog/queues.py).
         self.holding_queue_name = f"{self.queue_name}.upgrade"
         self.exchange = Exchange(name, "topic", durable=True)
+        # Retries wait in this subscriber's own delay queues (see the module docstring).
+        self.delay_prefix = name
+        self.delay_entry = Exchange(level_name(27, name), "topic", durable=True)
+        self.delay_delivery_exchange = f"{name}_celery_delayed_delivery"
         self.dead_letter_exchange = Exchange(f"{name}.dlx", "direct", durable=True)
         self.queue_arguments = {
             "x-queue-type": "quorum",
@@ -82,9 +95,17 @@ class Subscription:
                 (self.exchange.name, self.queue_name),
                 (self.exchange.name, f"#.{self.queue_name}")]
 
+    def delayed_routing_key(self, countdown: int) -> str:
+        """The routing key that brings a message published to ``delay_entry`` back to this
+        subscriber's queue after ``countdown`` whole seconds (>= 1)."""
+        return calculate_routing_key(countdown, self.queue_name)
+
     def declare(self, channel) -> None:
-        """Declare exchanges, queues and bindings (idempotent)."""
-        for exchange in (products_exchange, self.exchange, self.dead_letter_exchange):
+        """Declare exchanges, queues and bindings (idempotent). The shared ``products``
+        exchange is only checked (its owner declares it), everything else is this
+        subscriber's own."""
+        exchange_ensure(channel.connection, products_exchange)
+        for exchange in (self.exchange, self.dead_letter_exchange):
             exchange.declare(channel=channel)
         for queue in (self.dead_letter_queue, self.queue):
             try:
@@ -93,6 +114,26 @@ class Subscription:
                 raise TopologyMismatch(mismatch_message(queue, exc, self.name)) from None
         for exchange, routing_key in self.bindings():
             channel.queue_bind(queue=self.queue_name, exchange=exchange, routing_key=routing_key)
+        self.declare_delays(channel)
+
+    def declare_delays(self, channel) -> None:
+        """This subscriber's delay queues and exchanges, routed back to its private exchange."""
+        declare_native_delayed_delivery_exchanges_and_queues(
+            _OneChannel(channel), "quorum", prefix=self.delay_prefix)
+        channel.exchange_bind(destination=self.exchange.name,
+                              source=self.delay_delivery_exchange,
+                              routing_key=f"#.{self.queue_name}")
+
+
+class _OneChannel:
+    """kombu's delayed-delivery declare opens a channel of its own and never closes it; hand it
+    ours instead."""
+
+    def __init__(self, channel) -> None:
+        self._channel = channel
+
+    def channel(self):
+        return self._channel
 
 
 CATALOG = Subscription("catalog", contract.ROUTING_PATTERN_ALL)  # catalog.products

@@ -17,6 +17,9 @@ from kombu import Connection
 from psycopg2 import sql
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from product_events.broker import shared_exchanges_declare  # noqa: E402
+
 env = environ.Env()
 if (REPO / ".env").is_file():
     env.read_env(str(REPO / ".env"), overwrite=False)
@@ -39,9 +42,11 @@ def check_broker(url: str) -> None:
     try:
         with Connection(url, connect_timeout=3) as conn:
             conn.ensure_connection(max_retries=1)
+            # the shared exchanges' owner declares them (no application user may configure them)
+            shared_exchanges_declare(conn)
     except Exception as exc:  # noqa: BLE001
         fail("RabbitMQ", where.geturl(), exc)
-    print(f"RabbitMQ   ok  ({where.geturl()})")
+    print(f"RabbitMQ   ok  ({where.geturl()}; shared exchanges declared)")
 
 
 def database_ensure(url: str) -> None:

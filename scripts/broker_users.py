@@ -7,7 +7,9 @@ Users and passwords come from the environment:
   CATALOG_BROKER_USER / CATALOG_BROKER_PASSWORD  catalog worker: its own queues and exchanges
   AUDIT_BROKER_USER / AUDIT_BROKER_PASSWORD      audit worker: its own queues and exchanges
   FLOWER_BROKER_USER / FLOWER_BROKER_PASSWORD    Flower: events and remote-control only
-The management user (RABBITMQ_ADMIN_USER / RABBITMQ_ADMIN_PASSWORD) is used only to create them.
+The management user (RABBITMQ_ADMIN_USER / RABBITMQ_ADMIN_PASSWORD) is used only to create them
+and to declare the shared exchanges (`products`, `celeryev`), which no application user may
+configure (with --rabbitmqctl: as BROKER_OWNER_URL, default guest on the vhost).
 """
 
 from __future__ import annotations
@@ -22,25 +24,38 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
-# (configure, write, read) regexes per role. Celery's own entities: `celeryev` (events exchange)
-# and `celeryev.*` queues, `celery.pidbox` / `reply.celery.pidbox` (remote control),
-# `*.celery.pidbox` queues, `celery_delayed_*` (native delayed delivery on quorum queues).
-_CELERY_CONTROL = r"celeryev.*|celery\.pidbox|reply\.celery\.pidbox|.*\.celery\.pidbox|amq\.gen-.*"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kombu import Connection  # noqa: E402
+
+from product_events.broker import SHARED_EXCHANGES, shared_exchanges_declare  # noqa: E402
+
+
+# (configure, write, read) regexes per role. What each role needs, and nothing more:
+# * the shared exchanges `products` (the bus) and `celeryev` (task events, for Flower) are
+#   configured by nobody but their owner (this script declares them: product_events/broker.py);
+#   the relay may publish to `products`, the subscribers may bind to it and publish events;
+# * a subscriber <s> owns `<s>`, `<s>.*` (its queues, DLQ, dead-letter exchange, remote
+#   control `<s>.pidbox`), `<s>_celery_delayed_*` (its retries waiting), `reply.<s>.pidbox`
+#   and its workers' `<node>.<s>.pidbox` control queues; nothing of another subscriber's;
+# * Flower reads events through its own `celeryev.<uuid>` queues and controls the catalog's
+#   workers (`catalog.pidbox`, replies on `reply.catalog.pidbox`); it reads no product queue.
+def _subscriber(name: str) -> tuple[str, str, str]:
+    own = (rf"{name}|{name}\..*|{name}_celery_delayed_.*|reply\.{name}\.pidbox"
+           rf"|.*\.{name}\.pidbox")
+    return (rf"^({own})$", rf"^({own}|celeryev)$", rf"^({own}|products)$")
+
+
+_FLOWER_OWN = r"celeryev\..*|.*\.reply\.catalog\.pidbox"
 PERMISSIONS = {
-    "ADMIN": (r"^products$", r"^products$", r"^$"),
-    "CATALOG": (
-        rf"^(products|catalog|catalog\..*|celery_delayed.*|{_CELERY_CONTROL})$",
-        rf"^(catalog|catalog\..*|celery_delayed.*|{_CELERY_CONTROL})$",
-        rf"^(products|catalog|catalog\..*|celery_delayed.*|{_CELERY_CONTROL})$",
-    ),
-    "AUDIT": (
-        rf"^(products|audit|audit\..*|celery_delayed.*|{_CELERY_CONTROL})$",
-        rf"^(audit|audit\..*|celery_delayed.*|{_CELERY_CONTROL})$",
-        rf"^(products|audit|audit\..*|celery_delayed.*|{_CELERY_CONTROL})$",
-    ),
-    "FLOWER": (rf"^({_CELERY_CONTROL})$", rf"^({_CELERY_CONTROL})$",
-               rf"^({_CELERY_CONTROL}|catalog\.products.*|audit\.products.*)$"),
+    "ADMIN": (r"^$", r"^products$", r"^$"),
+    "CATALOG": _subscriber("catalog"),
+    "AUDIT": _subscriber("audit"),
+    "FLOWER": (rf"^({_FLOWER_OWN}|catalog\.pidbox|reply\.catalog\.pidbox)$",
+               rf"^({_FLOWER_OWN}|catalog\.pidbox|reply\.catalog\.pidbox)$",
+               rf"^({_FLOWER_OWN}|celeryev|reply\.catalog\.pidbox)$"),
 }
 
 
@@ -77,6 +92,9 @@ def apply_http(base: str, vhost: str) -> None:
         raise SystemExit(f"management API at {base} did not answer")
 
     put(f"vhosts/{v}", {})
+    for exchange in SHARED_EXCHANGES:  # the owner declares the shared exchanges
+        put(f"exchanges/{v}/{urllib.parse.quote(exchange.name)}",
+            {"type": exchange.type, "durable": exchange.durable})
     for user, password, (conf, write, read) in users_from_env():
         put(f"users/{urllib.parse.quote(user)}", {"password": password, "tags": ""})
         put(f"permissions/{v}/{urllib.parse.quote(user)}",
@@ -93,6 +111,11 @@ def apply_rabbitmqctl(vhost: str) -> None:
         ctl("add_user", user, password)
         ctl("set_permissions", "-p", vhost, user, conf, write, read)
         print(f"broker user {user!r} on vhost {vhost!r}")
+    # the owner declares the shared exchanges, as a user that may configure them
+    owner = os.environ.get("BROKER_OWNER_URL") or (
+        f"amqp://guest:guest@127.0.0.1:5672/{urllib.parse.quote(vhost, safe='')}")
+    with Connection(owner, connect_timeout=10) as conn:
+        shared_exchanges_declare(conn)
 
 
 def main() -> None:

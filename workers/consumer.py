@@ -13,25 +13,41 @@ from __future__ import annotations
 
 import logging
 
+from celery.events import event as celery_event
 from celery.utils.log import get_logger
 from celery.worker.consumer import Consumer
 from vine import promise
 
 from catalog_project.topology import TopologyMismatch, products_exchange
+from product_events.broker import EVENTS_EXCHANGE, SharedExchangeMissing, exchange_ensure
 from workers import parking
 from workers.preflight import task_message_problem
 
 logger = get_logger("workers.consumer")
 
+# Task events go to the shared `celeryev` exchange, which a subscriber may write to but not
+# configure (product_events/broker.py): Celery's event dispatcher declares it before every
+# publish, so make that declare passive (it then needs no permission).
+celery_event.event_exchange.passive = True
+
 
 class SubscriberConsumer(Consumer):
+    class Blueprint(Consumer.Blueprint):
+        # Without Celery's native delayed delivery step: it declares and binds the shared
+        # `celery_delayed_*` queues, which any subscriber could then read or purge. Each
+        # subscriber declares its own copy instead (catalog_project/topology.py) and retries
+        # through it (workers/handling.py).
+        default_steps = [step for step in Consumer.Blueprint.default_steps
+                         if not step.endswith(":DelayedDelivery")]
+
     def connect(self):
         conn = super().connect()
         subscription = self.app.subscriber.subscription
         channel = conn.channel()
         try:
             subscription.declare(channel)
-        except TopologyMismatch as exc:
+            exchange_ensure(conn, EVENTS_EXCHANGE)
+        except (TopologyMismatch, SharedExchangeMissing) as exc:
             logger.critical("%s", exc)
             conn.release()
             # Stop the worker (no traceback): consuming from a queue that is not the one

@@ -90,10 +90,15 @@ class ProductEventsTask(Task):
         self.subscriber.metrics.retried()
         logger.warning("transient error applying %d events (%s); retry %d in %ds",
                        len(good), exc, self.request.retries + 1, countdown)
+        sub = self.subscriber.subscription
         with confirming_producer(self.app) as producer:  # sent and confirmed, or this raises
-            signal = self.retry(kwargs=contract.task_kwargs(good), exc=exc, countdown=countdown,
-                                queue=self.subscriber.subscription.queue, producer=producer,
-                                throw=False, kwargsrepr=contract.task_summary(good))
+            # Through the subscriber's own delay queues (catalog_project/topology.py): the
+            # message waits `countdown` seconds there, then comes back to its queue only.
+            signal = self.retry(kwargs=contract.task_kwargs(good), exc=exc, countdown=0,
+                                exchange=sub.delay_entry,
+                                routing_key=sub.delayed_routing_key(countdown),
+                                producer=producer, throw=False,
+                                kwargsrepr=contract.task_summary(good))
         raise signal from exc
 
     def _applied(self, result, trace_ids) -> None:

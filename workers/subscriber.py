@@ -61,6 +61,10 @@ class Subscriber:
         app.conf.task_default_exchange = sub.exchange.name
         app.conf.task_default_exchange_type = sub.exchange.type
         app.conf.task_default_routing_key = sub.queue_name
+        # Remote control through `<name>.pidbox` (not Celery's shared `celery.pidbox`), so that
+        # only this subscriber's broker user (and Flower, for the catalog) can reach its
+        # workers: scripts/broker_users.py.
+        app.conf.control_exchange = sub.name
         # Declares the topology on every (re)connect, before consuming, and parks (with a
         # reason) what Celery cannot turn into a task instead of dropping it.
         app.conf.worker_consumer = "workers.consumer:SubscriberConsumer"

@@ -25,18 +25,17 @@ from typing import NamedTuple
 from amqp.exceptions import PreconditionFailed
 from django.conf import settings
 from django.db import connection, transaction
-from kombu import Exchange
 from prometheus_client import Counter
 
 from admin_project.celery_app import app as celery_app
 from product_events import contract
+from product_events.broker import PRODUCTS_EXCHANGE, exchange_ensure
 from product_events.message import TaskMessage, task_message_body_size, task_message_encode
 
 from .claim import ClaimedEvent, outbox_claim, outbox_set_aside, outbox_unclaim
 
 logger = logging.getLogger("admin_project.relay")
 
-PRODUCTS_EXCHANGE = Exchange(contract.EXCHANGE, contract.EXCHANGE_TYPE, durable=True)
 ORIGIN = f"relay@{socket.gethostname()}"
 
 EVENTS_PUBLISHED = Counter("relay_events_published",
@@ -52,8 +51,8 @@ _TOO_LARGE = re.compile(r"message size (\d+) is larger than configured max size 
 
 class Publisher:
     """One broker connection (publisher confirms on), reused across publishes and dropped on the
-    first error so the next attempt starts clean. Declares the products exchange on connect
-    (publishers declare only the exchange, never queues)."""
+    first error so the next attempt starts clean. Checks on connect that the products exchange
+    exists (product_events/broker.py: its owner declares it; the relay may only publish)."""
 
     def __init__(self, app=celery_app, max_message_bytes: int | None = None) -> None:
         self.app = app
@@ -68,7 +67,7 @@ class Publisher:
             conn = self.app.connection_for_write()
             try:
                 conn.ensure_connection(max_retries=1)
-                PRODUCTS_EXCHANGE.declare(channel=conn.default_channel)
+                exchange_ensure(conn, PRODUCTS_EXCHANGE)  # its owner declares it
                 self._producer = conn.Producer(channel=conn.default_channel)
             except Exception:
                 conn.release()

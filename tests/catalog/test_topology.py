@@ -36,10 +36,16 @@ def test_declared_topology(worker):
     assert ("products", "catalog.products", "product.#") in bindings
     assert ("catalog", "catalog.products", "catalog.products") in bindings
     assert ("catalog.dlx", "catalog.products.dlq", "catalog.products.dlq") in bindings
-    # retries (native delayed delivery) reach the queue only through the private exchange
-    assert ("celery_delayed_delivery", "catalog", "#.catalog.products") in bindings
-    assert not any(src == "celery_delayed_delivery" and dst == "products"
-                   for src, dst, _ in bindings)
+    # retries wait in the catalog's own delay queues and come back only through its private
+    # exchange; Celery's shared `celery_delayed_*` queues are not used (nor declared)
+    assert ("catalog_celery_delayed_delivery", "catalog", "#.catalog.products") in bindings
+    assert not any(dst == "products" for src, dst, _ in bindings)
+    assert "catalog_celery_delayed_0" in queues and "catalog_celery_delayed_27" in queues
+    assert not [name for name in queues if name.startswith("celery_delayed")]
+    # remote control through the catalog's own pidbox exchange, not the shared celery.pidbox
+    assert any(dst.endswith(".catalog.pidbox") and src == "catalog.pidbox"
+               for src, dst, _ in bindings)
+    assert not [name for name in queues if name.endswith(".celery.pidbox")]
 
 
 def test_worker_stops_with_a_clear_message_on_a_mismatched_queue():

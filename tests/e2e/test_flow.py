@@ -106,19 +106,20 @@ def test_each_process_uses_its_own_least_privilege_broker_user(stack):
 
 
 def test_worker_healthcheck_command_of_compose_works_with_the_worker_user(stack):
-    """compose.yaml's worker healthcheck: `celery inspect ping` as the worker's own user."""
+    """compose.yaml's worker healthchecks (the worker answers and consumes its queue), each as
+    the worker's own user."""
     import socket
     import subprocess
 
     from harness import processes
 
-    env = dict(stack.env, CELERY_BROKER_URL=stack.env["CATALOG_BROKER_URL"])
-    result = subprocess.run(
-        [str(processes.VENV_BIN / "celery"), "-A", "workers.catalog", "inspect", "ping",
-         "-d", f"catalog@{socket.gethostname()}", "--timeout", "5"],
-        cwd=processes.REPO, env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "pong" in result.stdout
+    for name in ("catalog", "audit"):
+        env = dict(stack.env, CELERY_BROKER_URL=stack.env[f"{name.upper()}_BROKER_URL"])
+        result = subprocess.run([str(processes.VENV_BIN / "python"), "-m", "workers.healthcheck",
+                                 name], cwd=processes.REPO, env=env, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"{name}@{socket.gethostname()}: consuming {name}.products" in result.stdout
 
 
 def test_bootstrap_is_idempotent_and_names_an_unreachable_service(stack):
