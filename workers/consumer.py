@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 
-from celery.events import event as celery_event
 from celery.utils.log import get_logger
 from celery.worker.consumer import Consumer
 from vine import promise
@@ -24,11 +23,6 @@ from workers import parking
 from workers.preflight import task_message_problem
 
 logger = get_logger("workers.consumer")
-
-# Task events go to the shared `celeryev` exchange, which a subscriber may write to but not
-# configure (product_events/broker.py): Celery's event dispatcher declares it before every
-# publish, so make that declare passive (it then needs no permission).
-celery_event.event_exchange.passive = True
 
 
 class SubscriberConsumer(Consumer):

@@ -8,8 +8,16 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from celery.events import event as celery_event
+
 from catalog_project.topology import Subscription
 from workers.metrics import SubscriberMetrics
+
+# Task events go to the shared `celeryev` exchange, which no application user may configure
+# (product_events/broker.py): the workers' event dispatcher declares it before every publish and
+# Flower's event receiver on connect, so make those declares passive (they need no permission).
+# Set here, imported by every worker app module (`celery -A workers.catalog worker|flower`).
+celery_event.event_exchange.passive = True
 
 
 @dataclass(frozen=True)
