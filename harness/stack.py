@@ -201,6 +201,8 @@ def running_stack(name: str, *, start=("admin", "catalog", "relay", "worker"),
         "ADMIN_THROTTLE_LOGIN": "1000000/second",
         "CATALOG_THROTTLE_ANON": "1000000/second",
         "ADMIN_CACHE_URL": "redis://127.0.0.1:6379/12", "CATALOG_CACHE_URL": "redis://127.0.0.1:6379/12",
+        # the harness starts, kills and restarts each process itself
+        "RESPAWN_CRASHED": "false",
         "ADMIN_DATABASE_URL": pg.database_url(admin_db),
         "CATALOG_DATABASE_URL": pg.database_url(catalog_db),
         "CELERY_BROKER_URL": vhost_create(vhost),
