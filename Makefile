@@ -49,13 +49,17 @@ test-faults-quick: $(STAMP)
 	$(call pytest,tests/faults -p no:django -m quick)
 
 ## faults: every fault-injection scenario, then the table (scenario, sent, applied, lost, ...),
-## and the long runs of the generative tests (malformed messages, any outbox row)
+## and the long runs of the generative tests (malformed messages, any outbox row, hostile HTTP)
 faults: $(STAMP)
 	$(call pytest,tests/faults -p no:django)
 	GENERATIVE_EXAMPLES=$(FAULTS_EXAMPLES) $(BIN)/pytest tests/catalog/test_poison.py \
 	  --ds=catalog_project.settings.test -k any_malformed
 	GENERATIVE_EXAMPLES=$(FAULTS_EXAMPLES) $(BIN)/pytest tests/admin/test_relay_limits.py \
 	  --ds=admin_project.settings.test -k any_outbox_row
+	GENERATIVE_EXAMPLES=$$(( $(FAULTS_EXAMPLES) * 10 )) $(BIN)/pytest \
+	  tests/admin/test_hostile_generative.py --ds=admin_project.settings.test
+	GENERATIVE_EXAMPLES=$$(( $(FAULTS_EXAMPLES) * 10 )) $(BIN)/pytest \
+	  tests/catalog/test_hostile_generative.py --ds=catalog_project.settings.test
 
 ## bench: every benchmark in one run; table, bench/results/<timestamp>.json and .png
 bench: $(STAMP)

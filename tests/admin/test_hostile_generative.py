@@ -1,0 +1,63 @@
+"""No 5xx from the admin, whatever the request (issue 12, "close the class"): hypothesis builds
+hostile requests (harness/hostile.py) for every operation of the OpenAPI schema and for the pages
+outside it (Django admin, login, probes), as an editor, as a superuser, and anonymously.
+GENERATIVE_EXAMPLES sets the number of requests (`make faults` runs more)."""
+
+import os
+from decimal import Decimal
+from urllib.parse import urlencode
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from drf_spectacular.generators import SchemaGenerator
+from hypothesis import HealthCheck, given, settings
+
+from admin_project.products import services
+from harness import hostile
+
+pytestmark = pytest.mark.django_db
+
+EXAMPLES = int(os.environ.get("GENERATIVE_EXAMPLES", "50"))  # per operation
+OUTSIDE_THE_SCHEMA = [
+    "/admin/login/", "/admin/", "/admin/products/product/", "/admin/products/product/{id}/change/",
+    "/admin/products/product/{id}/delete/", "/admin/products/product/add/",
+    "/admin/outbox/outboxevent/", "/admin/outbox/outboxevent/{id}/change/",
+    "/healthz", "/readyz", "/metrics", "/api/", "/api/docs/", "/nope/",
+]
+
+
+OPERATIONS = hostile.operations(SchemaGenerator().get_schema(request=None, public=True),
+                               OUTSIDE_THE_SCHEMA)
+
+
+@pytest.fixture
+def clients(api, user):
+    su = get_user_model().objects.create_superuser(username="root", password="r00t-pass-1")
+    staff = Client(raise_request_exception=False)
+    staff.force_login(su)
+    editor = Client(raise_request_exception=False,
+                    HTTP_AUTHORIZATION=api._credentials["HTTP_AUTHORIZATION"])
+    ids = [services.product_create(title=f"p{i}", price=Decimal("1.00")).pk for i in range(3)]
+    return {"editor": editor, "staff": staff,
+            "anonymous": Client(raise_request_exception=False)}, ids
+
+
+@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: f"{op[0]} {op[1]}")
+def test_no_request_gets_a_5xx(operation, clients):
+    by_role, ids = clients
+
+    @given(request=hostile.requests_for([operation], ids),
+           role=hostile.st.sampled_from(sorted(by_role)))
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    def one(request, role):
+        method, path, query, body, content_type = request
+        url = path + ("?" + urlencode(query) if query else "")
+        extra = {"content_type": content_type} if content_type is not None else {}
+        r = by_role[role].generic(method, url, data=body, **extra)
+        assert r.status_code < 500, (role, method, url[:300], body[:300], content_type,
+                                     r.status_code, r.content[:500])
+
+    one()
+
