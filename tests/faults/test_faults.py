@@ -8,6 +8,7 @@ import os
 import pickle
 import random
 import signal
+import subprocess
 import time
 import uuid
 
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from kombu import Exchange
 
 from harness import amqp, pg, poison, rabbit
-from harness.stack import running_stack
+from harness.stack import http_up, procfile, running_stack, wait_converged
 from harness.waiting import wait_until
 from product_events import contract
 
@@ -287,3 +288,98 @@ def test_oversized_and_unsendable_outbox_rows_do_not_block_the_relay(report):
         report.finish(stack, "oversized + unknown-type outbox rows mid-stream",
                       fault_end=time.monotonic(), expect_set_aside=4)
         assert "set aside outbox event" in stack.logs("relay")
+
+
+def _supervised_worker_main(stack) -> int | None:
+    """The catalog worker's main process under scripts/respawn.py (None while it is away)."""
+    out = subprocess.run(["ps", "-ww", "-e", "-o", "pid=,ppid=,args="], capture_output=True,
+                         text=True, check=True).stdout
+    rows = [(int(p), int(pp), a) for p, pp, a in
+            (line.split(None, 2) for line in out.splitlines() if len(line.split(None, 2)) == 3)]
+    tree, frontier = [], {stack.proc("worker").pid}
+    while frontier:
+        level = [r for r in rows if r[1] in frontier]
+        tree += level
+        frontier = {r[0] for r in level}
+    celery = {p: pp for p, pp, a in tree if "bin/celery -A workers.catalog worker" in a}
+    mains = [p for p, pp in celery.items() if pp not in celery]
+    return mains[0] if len(mains) == 1 else None
+
+
+def test_worker_crashes_under_respawn_while_thousands_flow(report):
+    """Finding 9: a crash of one process takes no other down. The worker runs as `make run`
+    runs it (scripts/respawn.py); its main process is SIGKILLed 3 times under load."""
+    with running_stack("f-respawn", start=("admin", "catalog", "relay")) as stack:
+        stack.start("worker", "RESPAWN_CRASHED=true " + procfile()["worker"])
+        stack.wait_worker_ready()
+        gen = stack.generate(3000, updates=600, deletes=100)
+        seen = 0
+        for round_ in range(3):
+            seen = wait_progress(stack, seen + 200)
+            main = wait_until(lambda: _supervised_worker_main(stack), timeout=30,
+                              message="the supervised worker")
+            os.kill(main, signal.SIGKILL)
+            wait_until(lambda r=round_: stack.logs("worker").count(" ready.") >= r + 2,
+                       timeout=60,
+                       message=lambda: f"the worker back:\n{stack.proc('worker').tail()}")
+            assert http_up(f"{stack.admin}/healthz") and stack.proc("relay").alive()
+        finished(gen)
+        assert stack.logs("worker").count("died with signal 9") == 3
+        report.finish(stack, "worker SIGKILLed x3, respawn.py restarts it",
+                      fault_end=time.monotonic(), deadline=180)
+
+
+def test_catalog_queue_replaced_while_the_relay_publishes(report):
+    """Finding 6: the documented queue upgrade (`topology upgrade`), done while the relay
+    publishes thousands of changes into a queue declared by an older release."""
+    with running_stack("f-qupgrade", start=("admin", "catalog")) as stack:
+        with amqp.broker_connection_to(stack.env["CELERY_BROKER_URL"]) as conn:
+            ch = conn.channel()
+            ch.exchange_declare("catalog", "topic", durable=True, auto_delete=False)
+            ch.queue_declare("catalog.products", durable=True, auto_delete=False,
+                             arguments={"x-queue-type": "quorum", "x-delivery-limit": 7})
+            ch.queue_bind("catalog.products", contract.EXCHANGE, "product.#")
+            ch.queue_bind("catalog.products", "catalog", "catalog.products")
+        stack.start("relay")
+        gen = stack.generate(3000, updates=600, deletes=100)
+        wait_until(lambda: stack.sql("admin", "SELECT count(*) FROM products_outboxevent "
+                                              "WHERE sent_at IS NOT NULL")[0][0] >= 300,
+                   timeout=60, message="the relay publishing")
+        up = stack.manage("catalog_project", "topology", "upgrade")
+        assert up.returncode == 0 and "catalog.products upgraded" in up.stdout, \
+            up.stdout + up.stderr
+        stack.start("worker")
+        stack.wait_worker_ready()
+        finished(gen)
+        report.finish(stack, "catalog queue replaced under load (upgrade)",
+                      fault_end=time.monotonic(), deadline=180)
+        check = stack.manage("catalog_project", "topology", "check", "--subscriber", "catalog")
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_admin_database_restored_from_a_dump_mid_life(report, tmp_path):
+    """Finding 7: the admin database restored from a real `pg_dump` after thousands more
+    changes reached the catalog; `restore_fence` (docs/operations.md) before it serves again."""
+    with running_stack("f-restore") as stack:
+        finished(stack.generate(800, updates=200, deletes=50))
+        wait_converged(stack, 120)
+        dump = tmp_path / "admin.dump"
+        subprocess.run(["pg_dump", "-Fc", "-f", str(dump), "-d", stack.env["ADMIN_DATABASE_URL"]],
+                       check=True, capture_output=True, timeout=120)
+        finished(stack.generate(800, updates=400, deletes=100))  # lost with the database
+        wait_converged(stack, 120)
+        stack.proc("admin").stop()
+        stack.proc("relay").stop()
+        restore = subprocess.run(["pg_restore", "--clean", "--if-exists", "--no-owner", "-d",
+                                  stack.env["ADMIN_DATABASE_URL"], str(dump)],
+                                 capture_output=True, text=True, timeout=120)
+        assert restore.returncode == 0, restore.stderr
+        fence = stack.manage("admin_project", "restore_fence")
+        assert fence.returncode == 0, fence.stdout + fence.stderr
+        stack.start("admin")
+        stack.start("relay")
+        wait_until(lambda: http_up(f"{stack.admin}/admin/login/"), timeout=60,
+                   message="the admin up again")
+        finished(stack.generate(300, updates=100, deletes=20))  # new ids, after the restore
+        report.finish(stack, "admin db restored from pg_dump + restore_fence",
+                      fault_end=time.monotonic(), deadline=180)
