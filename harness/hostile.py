@@ -9,7 +9,9 @@ UTF-8, not JSON, under every content type. The invariant: every answer is below 
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 # values that have broken parsers before: Unicode digits pass str.isdigit() but not int()
@@ -114,3 +116,20 @@ def requests_for(ops, known_ids: list[int]):
         return method, path, query, body, content_type
 
     return build()
+
+
+def assert_no_5xx(operation, clients: dict, known_ids: list[int], examples: int) -> None:
+    """Send ``examples`` hostile requests for ``operation`` through Django test ``clients``
+    (role -> Client(raise_request_exception=False)); fail on the first answer >= 500."""
+    @given(request=requests_for([operation], known_ids), role=st.sampled_from(sorted(clients)))
+    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    def one(request, role):
+        method, path, query, body, content_type = request
+        url = path + ("?" + urlencode(query) if query else "")
+        extra = {"content_type": content_type} if content_type is not None else {}
+        r = clients[role].generic(method, url, data=body, **extra)
+        assert r.status_code < 500, (role, method, url[:300], body[:300], content_type,
+                                     r.status_code, r.content[:500])
+
+    one()

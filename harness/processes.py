@@ -74,3 +74,26 @@ def worker_argv(*, name: str, concurrency: int = 2, pool: str = "prefork") -> li
     return [str(VENV_BIN / "celery"), "-A", "workers.catalog", "worker", "-l", "INFO",
             "-P", pool, "-c", str(concurrency), "-n", f"{name}@%h",
             "--without-mingle", "--without-gossip"]
+
+
+def descendants(root: int) -> list[tuple[int, int, str]]:
+    """(pid, ppid, args) of every process below ``root`` (children, grandchildren, ...)."""
+    out = subprocess.run(["ps", "-ww", "-e", "-o", "pid=,ppid=,args="], capture_output=True,
+                         text=True, check=True).stdout
+    fields = [line.split(None, 2) for line in out.splitlines()]
+    rows = [(int(f[0]), int(f[1]), f[2]) for f in fields if len(f) == 3]
+    found, frontier = [], {root}
+    while frontier:
+        level = [r for r in rows if r[1] in frontier]
+        found += level
+        frontier = {r[0] for r in level}
+    return found
+
+
+def celery_worker_main(root: int, app: str = "workers.catalog") -> int | None:
+    """The main process of the ``app`` Celery worker below ``root`` (the celery process whose
+    parent is not one: its pool children are), or None unless there is exactly one."""
+    celery = {pid: ppid for pid, ppid, args in descendants(root)
+              if f"bin/celery -A {app} worker" in args}
+    mains = [pid for pid, ppid in celery.items() if ppid not in celery]
+    return mains[0] if len(mains) == 1 else None

@@ -5,13 +5,11 @@ GENERATIVE_EXAMPLES sets the number of requests (`make faults` runs more)."""
 
 import os
 from decimal import Decimal
-from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
-from hypothesis import HealthCheck, given, settings
 
 from admin_project.products import services
 from harness import hostile
@@ -47,17 +45,5 @@ def clients(api, user):
 def test_no_request_gets_a_5xx(operation, clients):
     by_role, ids = clients
 
-    @given(request=hostile.requests_for([operation], ids),
-           role=hostile.st.sampled_from(sorted(by_role)))
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
-    def one(request, role):
-        method, path, query, body, content_type = request
-        url = path + ("?" + urlencode(query) if query else "")
-        extra = {"content_type": content_type} if content_type is not None else {}
-        r = by_role[role].generic(method, url, data=body, **extra)
-        assert r.status_code < 500, (role, method, url[:300], body[:300], content_type,
-                                     r.status_code, r.content[:500])
-
-    one()
+    hostile.assert_no_5xx(operation, by_role, ids, EXAMPLES)
 

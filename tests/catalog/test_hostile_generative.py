@@ -6,12 +6,10 @@ token that means nothing, against stored products, versions and audit records.
 GENERATIVE_EXAMPLES sets the number of requests per operation."""
 
 import os
-from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
-from hypothesis import HealthCheck, given, settings
 
 from catalog_project.audit.services import product_changes_record
 from catalog_project.catalog.services import product_events_apply
@@ -42,16 +40,4 @@ def test_no_request_gets_a_5xx(operation, stored):
                "bogus token": Client(raise_request_exception=False,
                                      HTTP_AUTHORIZATION="Token ²" + "x" * 5000)}
 
-    @given(request=hostile.requests_for([operation], stored),
-           role=hostile.st.sampled_from(sorted(clients)))
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
-    def one(request, role):
-        method, path, query, body, content_type = request
-        url = path + ("?" + urlencode(query) if query else "")
-        extra = {"content_type": content_type} if content_type is not None else {}
-        r = clients[role].generic(method, url, data=body, **extra)
-        assert r.status_code < 500, (role, method, url[:300], body[:300], content_type,
-                                     r.status_code, r.content[:500])
-
-    one()
+    hostile.assert_no_5xx(operation, clients, stored, EXAMPLES)

@@ -5,42 +5,18 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 
 import requests
 
+from harness import processes
 from harness.waiting import wait_until
 
 
-def process_table() -> list[tuple[int, int, str]]:
-    out = subprocess.run(["ps", "-ww", "-e", "-o", "pid=,ppid=,args="], capture_output=True,
-                         text=True, check=True).stdout
-    rows = []
-    for line in out.splitlines():
-        pid, ppid, args = (line.split(None, 2) + [""])[:3]
-        rows.append((int(pid), int(ppid), args))
-    return rows
-
-
-def descendants(root: int) -> list[tuple[int, int, str]]:
-    rows, found, frontier = process_table(), [], {root}
-    while frontier:
-        level = [r for r in rows if r[1] in frontier]
-        found += level
-        frontier = {r[0] for r in level}
-    return found
-
-
 def worker_main(stack) -> int:
-    """The pid of the catalog worker's main process under this stack's honcho (the celery
-    process whose parent is not a celery worker: its pool children are)."""
-    tree = descendants(stack.proc.pid)
-    celery = {pid: ppid for pid, ppid, args in tree
-              if "bin/celery -A workers.catalog worker" in args}
-    mains = [pid for pid, ppid in celery.items() if ppid not in celery]
-    assert len(mains) == 1, f"no single catalog worker main process: {tree}"
-    return mains[0]
+    pid = processes.celery_worker_main(stack.proc.pid)
+    assert pid, f"no single catalog worker main process: {processes.descendants(stack.proc.pid)}"
+    return pid
 
 
 def test_a_killed_worker_is_started_again_and_nothing_else_stops(stack):

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from kombu import Exchange
 
-from harness import amqp, pg, poison, rabbit
+from harness import amqp, pg, poison, processes, rabbit
 from harness.stack import http_up, procfile, running_stack, wait_converged
 from harness.waiting import wait_until
 from product_events import contract
@@ -290,22 +290,6 @@ def test_oversized_and_unsendable_outbox_rows_do_not_block_the_relay(report):
         assert "set aside outbox event" in stack.logs("relay")
 
 
-def _supervised_worker_main(stack) -> int | None:
-    """The catalog worker's main process under scripts/respawn.py (None while it is away)."""
-    out = subprocess.run(["ps", "-ww", "-e", "-o", "pid=,ppid=,args="], capture_output=True,
-                         text=True, check=True).stdout
-    rows = [(int(p), int(pp), a) for p, pp, a in
-            (line.split(None, 2) for line in out.splitlines() if len(line.split(None, 2)) == 3)]
-    tree, frontier = [], {stack.proc("worker").pid}
-    while frontier:
-        level = [r for r in rows if r[1] in frontier]
-        tree += level
-        frontier = {r[0] for r in level}
-    celery = {p: pp for p, pp, a in tree if "bin/celery -A workers.catalog worker" in a}
-    mains = [p for p, pp in celery.items() if pp not in celery]
-    return mains[0] if len(mains) == 1 else None
-
-
 def test_worker_crashes_under_respawn_while_thousands_flow(report):
     """Finding 9: a crash of one process takes no other down. The worker runs as `make run`
     runs it (scripts/respawn.py); its main process is SIGKILLed 3 times under load."""
@@ -316,7 +300,8 @@ def test_worker_crashes_under_respawn_while_thousands_flow(report):
         seen = 0
         for round_ in range(3):
             seen = wait_progress(stack, seen + 200)
-            main = wait_until(lambda: _supervised_worker_main(stack), timeout=30,
+            main = wait_until(lambda: processes.celery_worker_main(stack.proc("worker").pid),
+                              timeout=30,
                               message="the supervised worker")
             os.kill(main, signal.SIGKILL)
             wait_until(lambda r=round_: stack.logs("worker").count(" ready.") >= r + 2,
