@@ -6,6 +6,7 @@ minute): a rate limit that turns a Redis outage into an API outage would be wors
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 
@@ -63,7 +64,10 @@ class LoginUsernameRateThrottle(LoginRateThrottle):
         username = data.get("username") if hasattr(data, "get") else None
         if not isinstance(username, str) or not username:
             return None
-        return self.cache_format % {"scope": "login-user", "ident": username[:150].lower()}
+        # hashed: any string (control characters, lone surrogates, 1 MB) makes a valid cache key
+        name = username[:150].lower().encode("utf-8", "surrogatepass")
+        return self.cache_format % {"scope": "login-user",
+                                    "ident": hashlib.sha256(name).hexdigest()}
 
 
 LOGIN_THROTTLES = (LoginRateThrottle, LoginUsernameRateThrottle)

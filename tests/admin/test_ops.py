@@ -89,6 +89,18 @@ def test_the_password_throttle_counts_per_account_name_across_addresses(client, 
     assert codes == [200, 200, 200, 429]
 
 
+@pytest.mark.parametrize("name", ["ali\x00ce", "a b\nc\td", "\ud800x", "é" * 5000, "名前" * 80])
+def test_any_account_name_is_counted_without_a_warning_or_a_5xx(anon, db, name, low_login_rate,
+                                                                 recwarn):
+    # the per-account key is a hash: control characters, spaces, lone surrogates and huge names
+    # are all valid cache keys (no CacheKeyWarning), and each name is still counted on its own
+    body = json.dumps({"username": name, "password": "wrong"})
+    codes = [anon.post("/api/auth/token/", body, content_type="application/json").status_code
+             for _ in range(4)]
+    assert codes == [400, 400, 400, 429]
+    assert not [w for w in recwarn if "CacheKey" in type(w.message).__name__], list(recwarn)
+
+
 def test_throttles_count_in_redis_shared_by_every_process(settings):
     assert settings.CACHES["default"]["BACKEND"].endswith("RedisCache")
     from django.core.cache import cache
