@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FAULTS_EXAMPLES ?= 100
 
-.PHONY: run test test-admin test-catalog test-e2e test-faults-quick faults bench lint setup clean-venv
+.PHONY: run test test-deps test-admin test-catalog test-e2e test-node test-faults-quick faults bench lint setup clean-venv
 
 # Run pytest; exit code 5 (no test collected) is an error here, and says so.
 define pytest
@@ -31,8 +31,9 @@ run: $(STAMP) .env
 	$(BIN)/python scripts/bootstrap.py
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f Procfile
 
-## test: lint, one pytest session per Django project, the end-to-end session, quick faults
-test: $(STAMP)
+## test: installs what the tests need (Chromium, npm packages), lint, one pytest session per
+## Django project, the end-to-end session (with the Node.js clients' tests), quick faults
+test: $(STAMP) test-deps
 	$(BIN)/ruff check .
 	$(MAKE) --no-print-directory test-admin test-catalog test-e2e test-faults-quick
 
@@ -42,8 +43,16 @@ test-admin: $(STAMP)
 test-catalog: $(STAMP)
 	$(call pytest,tests/catalog --ds=catalog_project.settings.test)
 
-test-e2e: $(STAMP)
+test-e2e: $(STAMP) test-deps
 	$(call pytest,tests/e2e -p no:django)
+
+## test-deps: Debian's chromium + chromium-driver and clients/node's packages, when missing
+test-deps:
+	@bash scripts/test_deps.sh
+
+## test-node: only the Node.js clients' tests (node --test), on the e2e stack
+test-node: $(STAMP) test-deps
+	$(call pytest,tests/e2e/test_node_clients.py -p no:django)
 
 test-faults-quick: $(STAMP)
 	$(call pytest,tests/faults -p no:django -m quick)
