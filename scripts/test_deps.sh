@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 
 say() { printf 'make test: %s\n' "$*"; }
 PKGS=(chromium chromium-driver)
+CHROMIUM=${CHROMIUM_BINARY:-/usr/bin/chromium}
+CHROMEDRIVER=${CHROMEDRIVER_BINARY:-/usr/bin/chromedriver}
 
-if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+if [ ! -x "$CHROMIUM" ] || [ ! -x "$CHROMEDRIVER" ]; then
   if [ "$(id -u)" -eq 0 ]; then
     AS=()
   elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
@@ -29,8 +31,8 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
       exit 1
     }
   fi
-  [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || {
-    say "apt-get installed ${PKGS[*]} but /usr/bin/chromium or /usr/bin/chromedriver is missing" >&2
+  [ -x "$CHROMIUM" ] && [ -x "$CHROMEDRIVER" ] || {
+    say "apt-get installed ${PKGS[*]} but $CHROMIUM or $CHROMEDRIVER is missing" >&2
     exit 1
   }
 fi

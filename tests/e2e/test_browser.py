@@ -158,3 +158,22 @@ def test_without_chromium_the_browser_test_fails_and_says_how_to_install_it():
     assert result.returncode == 1, result.stdout + result.stderr
     assert "1 error" in result.stdout and "skipped" not in result.stdout, result.stdout
     assert "apt-get install -y chromium chromium-driver" in result.stdout
+
+
+def test_make_test_without_chromium_or_root_stops_at_once_with_the_command_to_run(tmp_path):
+    """`make test` (scripts/test_deps.sh) as a user who cannot install: one line, exit 1, and
+    nothing after it runs (as root, or with `sudo -n`, it installs the packages instead)."""
+    import shutil
+    import subprocess
+
+    runuser = shutil.which("runuser")
+    assert runuser and os.geteuid() == 0, "this test runs the script as `nobody` (needs root)"
+    result = subprocess.run(
+        [runuser, "-u", "nobody", "--", "env", "CHROMIUM_BINARY=/nonexistent/chromium",
+         "PATH=/usr/bin:/bin", "bash", str(processes.REPO / "scripts" / "test_deps.sh")],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout == "", result.stdout
+    assert result.stderr.strip().splitlines() == [
+        "make test: the browser test needs Debian's chromium: run 'sudo apt-get install -y "
+        "chromium chromium-driver' and then 'make test' again"], result.stderr
