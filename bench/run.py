@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -33,6 +34,8 @@ from product_events.message import task_message_encode  # noqa: E402
 SMALL = os.environ.get("BENCH_SMALL") == "1"
 N = int(os.environ.get("BENCH_N", 300 if SMALL else 50_000))
 RESYNC_N = 500 if SMALL else 100_000
+ANTIENTROPY_N = 5_000 if SMALL else 1_000_000
+ANTIENTROPY_DRIFTED = 10
 MEMORY_N = 1_000 if SMALL else 200_000
 RATES = [(50, 2), (200, 2)] if SMALL else [(50, 10), (200, 10), (1000, 5)]
 HTTP_SECONDS = 2 if SMALL else 6  # the seed-inline run
@@ -287,6 +290,64 @@ def resync(stack: Stack, n: int) -> dict:
     return {"products": n, "seconds": time.perf_counter() - t0, "outbox_written_s": queued}
 
 
+def antientropy(stack: Stack, n: int, drifted: int = ANTIENTROPY_DRIFTED) -> dict:
+    """``n`` products equal on both sides, ``drifted`` of them drifted in the catalog (missing,
+    older, other content, deleted there though live here); one anti-entropy check (the relay's,
+    run as `manage.py antientropy`) with relay and worker running: rows read, seconds until all
+    are repaired in the catalog."""
+    stack.sql("admin", "TRUNCATE products_outboxevent")
+    stack.sql("admin", "TRUNCATE products_product, products_producttombstone "
+                       "RESTART IDENTITY CASCADE")
+    truncate_catalog(stack)
+    at = "'2026-01-01T00:00:00Z'::timestamptz"
+    stack.sql("admin", "INSERT INTO products_product (title, image, price, description, version,"
+                       f" created_at, updated_at) SELECT 'AE ' || g, '', (g %% 1000) + 0.99, "
+                       f"'anti-entropy bench', 1, {at}, {at} FROM generate_series(1, %s) g", [n])
+    stack.sql("catalog", "INSERT INTO catalog_product (id, title, image, price, description, "
+                         "version, updated_at, deleted, last_event_id, applied_at, last_trace_id) "
+                         "SELECT g, 'AE ' || g, '', (g %% 1000) + 0.99, 'anti-entropy bench', 1, "
+                         f"{at}, false, md5(g::text)::uuid, now(), '' "
+                         "FROM generate_series(1, %s) g", [n])
+    stack.sql("catalog", "ANALYZE catalog_product")
+    stack.sql("admin", "ANALYZE products_product")
+    step = n // drifted
+    ids = [1 + i * step + (i * 7919) % max(1, step) for i in range(drifted)]
+    kinds = ["missing", "content", "deleted_there", "behind"]
+    for i, pid in enumerate(ids):
+        kind = kinds[i % len(kinds)]
+        if kind == "missing":
+            stack.sql("catalog", "DELETE FROM catalog_product WHERE id = %s", [pid])
+        elif kind == "content":
+            stack.sql("catalog", "UPDATE catalog_product SET title = 'edited' WHERE id = %s",
+                      [pid])
+        elif kind == "deleted_there":
+            stack.sql("catalog", "UPDATE catalog_product SET deleted = true WHERE id = %s", [pid])
+        else:  # the admin moved on, the catalog never heard
+            stack.sql("admin", "UPDATE products_product SET version = 2, title = 'AE v2' "
+                               "WHERE id = %s", [pid])
+
+    def repaired() -> bool:
+        theirs = dict(((i, (v, t, d)) for i, v, t, d in stack.sql(
+            "catalog", "SELECT id, version, title, deleted FROM catalog_product "
+                       "WHERE id = ANY(%s)", [ids])))
+        mine = {i: (v, t, False) for i, v, t in stack.sql(
+            "admin", "SELECT id, version, title FROM products_product WHERE id = ANY(%s)", [ids])}
+        return theirs == mine
+
+    assert not repaired()
+    t0 = time.perf_counter()
+    out = stack.manage("admin_project", "antientropy", "--catalog-url", stack.catalog,
+                       timeout=LONG_WAIT)
+    checked = time.perf_counter() - t0
+    assert out.returncode == 1, out.stdout + out.stderr  # drift found (and repaired)
+    line = out.stdout.splitlines()[0]
+    compared, rows_read = (int(x) for x in re.findall(r"compared (\d+) products, read (\d+) rows",
+                                                       line)[0])
+    wait_until(repaired, timeout=LONG_WAIT, interval=0.2, message="anti-entropy repairs applied")
+    return {"products": n, "drifted": drifted, "compared": compared, "rows_read": rows_read,
+            "check_s": checked, "repaired_s": time.perf_counter() - t0, "summary": line}
+
+
 def worker_memory(stack: Stack, n: int) -> dict:
     truncate_catalog(stack)
     stack.env["CATALOG_WORKER_CONCURRENCY"] = "2"
@@ -389,6 +450,13 @@ def table(r: dict) -> str:
                  f"{bound * 100:.0f}% (any pipeline on these cores costs more)", ""))
     rows.append((f"resync of {r['resync']['products']:,} products, end to end",
                  f"{r['resync']['seconds']:.1f} s", "<= 60 s"))
+    ae = r.get("antientropy")
+    if ae:
+        rows.append((f"anti-entropy: {ae['products']:,} products, {ae['drifted']} drifted",
+                     f"{ae['compared']:,} compared, {ae['rows_read']:,} rows read "
+                     f"({ae['rows_read'] / ae['products'] * 100:.2f}%), check "
+                     f"{ae['check_s']:.1f} s, all repaired {ae['repaired_s']:.1f} s",
+                     "< 1% rows, <= 60 s"))
     rows.append((f"worker RSS over {r['memory']['events']:,} events",
                  f"{r['memory']['rss_start_mb']:.0f} -> {r['memory']['rss_end_mb']:.0f} MB "
                  f"({r['memory']['growth_pct']:+.1f}%)", "< 10%"))
@@ -467,6 +535,8 @@ def main() -> None:
         stack.start("relay")
         log(f"resync of {RESYNC_N:,} products")
         results["resync"] = resync(stack, RESYNC_N)
+        log(f"anti-entropy over {ANTIENTROPY_N:,} products, {ANTIENTROPY_DRIFTED} drifted")
+        results["antientropy"] = antientropy(stack, ANTIENTROPY_N)
         stack.kill("relay")
         stack.kill("worker")
         log(f"worker memory over {MEMORY_N:,} events")

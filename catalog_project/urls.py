@@ -3,7 +3,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from catalog_project.audit.views import ProductChangeViewSet
-from catalog_project.catalog.views import ProductVersionViewSet, ProductViewSet
+from catalog_project.catalog.views import (
+    ProductDigestRowsView,
+    ProductDigestView,
+    ProductVersionViewSet,
+    ProductViewSet,
+)
 from common.health import healthz, readyz
 from common.metrics import metrics_view
 
@@ -15,6 +20,8 @@ router.register("product-versions", ProductVersionViewSet, basename="product-ver
 urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/product-digests/", ProductDigestView.as_view(), name="product-digests"),
+    path("api/product-digests/rows/", ProductDigestRowsView.as_view(), name="product-digest-rows"),
     path("api/", include(router.urls)),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),

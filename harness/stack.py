@@ -203,6 +203,8 @@ def running_stack(name: str, *, start=("admin", "catalog", "relay", "worker"),
         "ADMIN_CACHE_URL": "redis://127.0.0.1:6379/12", "CATALOG_CACHE_URL": "redis://127.0.0.1:6379/12",
         # the harness starts, kills and restarts each process itself
         "RESPAWN_CRASHED": "false",
+        # no periodic anti-entropy repairs in the middle of a measured or injected fault
+        "ADMIN_RECONCILE_EVERY_SECONDS": "0",
         "ADMIN_DATABASE_URL": pg.database_url(admin_db),
         "CATALOG_DATABASE_URL": pg.database_url(catalog_db),
         "CELERY_BROKER_URL": vhost_create(vhost),

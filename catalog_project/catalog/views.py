@@ -1,7 +1,17 @@
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from . import selectors
-from .serializers import ProductSerializer, ProductVersionSerializer
+from .serializers import (
+    DigestQuerySerializer,
+    DigestRowsQuerySerializer,
+    DigestRowsSerializer,
+    DigestSerializer,
+    ProductSerializer,
+    ProductVersionSerializer,
+)
 
 
 class ProductViewSet(viewsets.ReadOnlyModelViewSet):
@@ -23,3 +33,30 @@ class ProductVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     def get_queryset(self):
         return selectors.product_versions_list()
+
+
+class ProductDigestView(APIView):
+    """Range digests of the products the catalog holds (deleted ones included): what the admin's
+    anti-entropy check compares with its own, descending only into ranges that differ
+    (product_events/digest.py)."""
+
+    @extend_schema(parameters=[DigestQuerySerializer], responses=DigestSerializer)
+    def get(self, request):
+        query = DigestQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        start, end, parts = (query.validated_data[k] for k in ("start", "end", "parts"))
+        found, max_id = selectors.product_digests(start=start, end=max(start, end), parts=parts)
+        return Response({"start": start, "end": end, "max_id": max_id,
+                         "parts": [p.as_json() for p in found]})
+
+
+class ProductDigestRowsView(APIView):
+    """Each product id of a small range with its version, deleted flag and row hash."""
+
+    @extend_schema(parameters=[DigestRowsQuerySerializer], responses=DigestRowsSerializer)
+    def get(self, request):
+        query = DigestRowsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        rows, after = selectors.product_digest_rows(start=query.validated_data["start"],
+                                                    end=query.validated_data["end"])
+        return Response({"rows": rows, "next": after})

@@ -52,3 +52,50 @@ def test_read_only(client):
     assert client.post("/api/products/", {"title": "x"}, format="json").status_code == 405
     product_events_apply(events=parsed(event(1, 1)))
     assert client.delete("/api/products/1/").status_code == 405
+
+
+# --- anti-entropy digests -------------------------------------------------------------------
+def test_product_digests_cover_ranges_and_refuse_unbounded_queries(client, db):
+    from catalog_project.catalog.models import Product
+    from product_events import digest
+
+    stamp = {"updated_at": "2026-11-26T15:00:00Z", "applied_at": "2026-11-26T15:00:00Z",
+             "last_event_id": "6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f"}
+    for pid in (3, 4, 70):
+        Product.objects.create(id=pid, title=f"p{pid}", price="1.00", version=1, **stamp)
+    Product.objects.create(id=71, title="gone", price="1.00", version=2, deleted=True, **stamp)
+    body = client.get("/api/product-digests/?start=1&end=101&parts=4").json()
+    assert body["max_id"] == 71
+    assert [(p["start"], p["end"], p["count"]) for p in body["parts"]] == [(1, 26, 2),
+                                                                          (51, 76, 2)]
+    rows = client.get("/api/product-digests/rows/?start=60&end=80").json()
+    assert [(r["id"], r["version"], r["deleted"]) for r in rows["rows"]] == [(70, 1, False),
+                                                                             (71, 2, True)]
+    assert rows["next"] is None
+    empty = client.get("/api/product-digests/?start=9&end=5").json()
+    assert empty["parts"] == [] and empty["max_id"] == 71
+    before = body["parts"][1]["digest"]
+    Product.objects.filter(id=70).update(title="changed")
+    after = client.get("/api/product-digests/?start=1&end=101&parts=4").json()["parts"][1]
+    assert after["digest"] != before and after["count"] == 2
+    for bad in ["start=-1&end=9", "start=1&end=10&parts=0",
+                f"start=1&end=10&parts={digest.MAX_PARTS + 1}", "start=1", "end=9",
+                f"start=0&end={2**63}", "start=x&end=9", "start=²&end=9"]:
+        assert client.get(f"/api/product-digests/?{bad}").status_code == 400, bad
+    assert client.get("/api/product-digests/rows/?start=x&end=1002").status_code == 400
+
+
+def test_digest_rows_come_in_bounded_pages(client, db):
+    from catalog_project.catalog.models import Product
+    from product_events import digest
+
+    stamp = {"updated_at": "2026-11-26T15:00:00Z", "applied_at": "2026-11-26T15:00:00Z",
+             "last_event_id": "6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f", "price": "1.00",
+             "version": 1}
+    Product.objects.bulk_create([Product(id=i, title=f"p{i}", **stamp)
+                                 for i in range(1, digest.MAX_ROWS + 6)])
+    first = client.get(f"/api/product-digests/rows/?start=0&end={2**63 - 1}").json()
+    assert len(first["rows"]) == digest.MAX_ROWS and first["next"] == digest.MAX_ROWS + 1
+    rest = client.get(f"/api/product-digests/rows/?start={first['next']}&end={2**63 - 1}").json()
+    assert [r["id"] for r in rest["rows"]] == list(range(digest.MAX_ROWS + 1, digest.MAX_ROWS + 6))
+    assert rest["next"] is None

@@ -1,5 +1,6 @@
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -38,7 +39,24 @@ class Command(BaseCommand):
         exporter_start(settings.RELAY_METRICS_BIND)
         signal.signal(signal.SIGTERM, relay.stop)
         signal.signal(signal.SIGINT, relay.stop)
-        relay.run_forever()
+        checks = self._antientropy_start()
+        try:
+            relay.run_forever()
+        finally:
+            checks.set()
+
+    def _antientropy_start(self) -> threading.Event:
+        """The periodic anti-entropy check, in a thread of this process (one check at a time
+        across relays: an advisory lock)."""
+        from admin_project.products.antientropy import antientropy_forever
+
+        stop = threading.Event()
+        every = settings.RECONCILE_EVERY_SECONDS
+        if every > 0:
+            threading.Thread(target=antientropy_forever, name="antientropy", daemon=True,
+                             kwargs={"stop": stop, "every": every,
+                                     "catalog_url": settings.CATALOG_URL}).start()
+        return stop
 
     def _check(self, max_age: float) -> None:
         path = Path(settings.RELAY_HEARTBEAT_FILE)

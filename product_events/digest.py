@@ -1,0 +1,64 @@
+"""Range digests: how the admin and a subscriber compare their copies of the products without
+reading them (anti-entropy, as in Cassandra's repair or a Merkle tree, flattened into ranges).
+
+Every product id a side knows has a row hash over (id, version, deleted, content): content is the
+title, image, price and description of a live product (a deleted one hashes as deleted, whatever
+its last state). The digest of a range of ids is the number of rows in it and the sum of their
+hashes, so ranges split and merge freely and the database computes them in one pass over the
+primary key. Both sides build the SQL from this one module, so a hash means the same on both.
+
+The wire format of the catalog's ``GET /api/product-digests/`` (docs/operations.md, "Anti-entropy"):
+``{"start": lo, "end": hi, "max_id": n, "parts": [{"start", "end", "count", "digest"}, ...]}``
+with one part per non-empty subrange; ``.../rows/`` lists ``{"id", "version", "deleted", "hash"}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAX_PARTS = 256          # subranges one digest request may ask for
+MAX_ROWS = 1000          # ids one rows request may span
+MAX_ID = 2**63 - 1
+
+
+def row_hash_sql(*, id: str, version: str, deleted: str, title: str, image: str, price: str,
+                 description: str) -> str:
+    """A SQL expression (bigint, 60 bits) for one row, from the given column expressions."""
+    content = (f"md5({title} || chr(31) || {image} || chr(31) || ({price})::text"
+               f" || chr(31) || {description})")
+    key = (f"{id}::text || ':' || {version}::text || ':' || "
+           f"CASE WHEN {deleted} THEN 'deleted' ELSE {content} END")
+    return f"('x' || substr(md5({key}), 1, 15))::bit(60)::bigint"
+
+
+def width(start: int, end: int, parts: int) -> int:
+    """The id width of each of ``parts`` subranges of [start, end) (the last may be shorter)."""
+    return max(1, -(-(end - start) // parts))
+
+
+def digests_sql(rows_sql: str) -> str:
+    """Per-subrange count and digest over ``rows_sql`` (a query with columns ``id`` and ``h``,
+    already restricted to [%(start)s, %(end)s)); parameter ``%(width)s``."""
+    return (f"SELECT (id - %(start)s) / %(width)s AS part, count(*), sum(h)::text "
+            f"FROM ({rows_sql}) AS r GROUP BY part ORDER BY part")
+
+
+@dataclass(frozen=True)
+class Part:
+    start: int
+    end: int
+    count: int
+    digest: str
+
+    def as_json(self) -> dict:
+        return {"start": self.start, "end": self.end, "count": self.count, "digest": self.digest}
+
+
+def parts_from_rows(rows, *, start: int, end: int, parts: int) -> list[Part]:
+    """Parts (non-empty subranges only) from ``digests_sql`` result rows."""
+    w = width(start, end, parts)
+    out = []
+    for part, count, digest in rows:
+        lo = start + int(part) * w
+        out.append(Part(lo, min(end, lo + w), int(count), str(digest)))
+    return out
