@@ -1,8 +1,22 @@
-"""Gunicorn hooks for Prometheus multiprocess metrics:
-``gunicorn -c python:common.gunicorn_conf ...``. The master prepares an empty metrics
-directory before forking workers; a dead worker's live gauges are dropped."""
+"""Gunicorn settings and hooks for both web apps: ``gunicorn -c python:common.gunicorn_conf ...``.
+
+* Logs: gunicorn's own lines and its access lines in the project's format
+  (``<PREFIX>_LOG_FORMAT``: plain or one JSON object per line), each access line with the
+  request's trace id (common/logs.py).
+* Prometheus multiprocess metrics: the master prepares an empty metrics directory before forking
+  workers; a dead worker's live gauges are dropped."""
+
+import os
+import sys
 
 from common import metrics
+from common.logs import gunicorn_logging_config
+
+# which project this gunicorn serves: its WSGI module is on the command line
+_PREFIX = "ADMIN" if any(a.startswith("admin_project") for a in sys.argv) else "CATALOG"
+logconfig_dict = gunicorn_logging_config(
+    level=os.environ.get(f"{_PREFIX}_LOG_LEVEL", "INFO").upper() or "INFO",
+    fmt=os.environ.get(f"{_PREFIX}_LOG_FORMAT", "plain") or "plain")
 
 
 def on_starting(server):

@@ -161,3 +161,36 @@ def test_the_deploy_check_refuses_the_placeholder_secret():
                             text=True, timeout=120)
     assert result.returncode != 0
     assert "security.W009" in result.stderr
+
+
+def test_web_processes_log_only_json_and_access_lines_carry_the_trace_id(stack):
+    """With *_LOG_FORMAT=json, every line gunicorn and Django print is one JSON object (a log
+    shipper parses them all), and each access line names the request's trace id."""
+    rids = {"admin": "e2e-acc-" + uuid.uuid4().hex, "catalog": "e2e-acc-" + uuid.uuid4().hex}
+    session = stack.admin_session()
+    assert session.post(f"{stack.admin}/api/products/", headers={"X-Request-ID": rids["admin"]},
+                        json={"title": "Logged", "price": "1.00"}, timeout=10).status_code == 201
+    assert requests.get(f"{stack.catalog}/api/products/", timeout=10,
+                        headers={"X-Request-ID": rids["catalog"]}).status_code == 200
+
+    def access(proc):
+        return next((rec for p, rec in json_logs(stack) if p == proc
+                     and rec.get("logger") == "gunicorn.access"
+                     and rec.get("trace_id") == rids[proc]), None)
+
+    for proc in ("admin", "catalog"):
+        rec = wait_until(lambda proc=proc: access(proc), timeout=15,
+                         message=lambda proc=proc: f"a {proc} access line:\n{stack.proc.tail(20)}")
+        assert rec["status"] == ("201" if proc == "admin" else "200"), rec
+        assert rec["method"] in ("POST", "GET") and rec["path"].startswith("/api/products/")
+        assert rec["duration_ms"] >= 0 and "level" in rec and "time" in rec
+    plain = []
+    for line in stack.proc.log().splitlines():
+        head, sep, body = line.partition(" | ")
+        proc = head.split()[-1].split(".")[0] if sep else ""
+        if proc in ("admin", "catalog") and not body.startswith("respawn: "):
+            try:
+                json.loads(body)
+            except json.JSONDecodeError:
+                plain.append(line)
+    assert not plain, "\n".join(plain[:10])
