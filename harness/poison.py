@@ -14,6 +14,9 @@ from hypothesis import strategies as st
 from product_events import contract
 
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+BUILTIN_TASKS = ["celery.accumulate", "celery.chord_unlock", "celery.map", "celery.starmap",
+                 "celery.chunks", "celery.group", "celery.chain", "celery.chord",
+                 "celery.backend_cleanup"]
 _T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -97,7 +100,8 @@ def malformed(draw):
 def _malformed_body_and_headers(draw):
     headers, body = headers_for(), [[], {"events": [valid_event(1)]}, dict(EMBED)]
     kind = draw(st.sampled_from(["body", "args", "kwargs", "embed", "task", "id", "no id",
-                                 "timelimit", "retries", "eta", "bytes", "huge", "huge json"]))
+                                 "timelimit", "retries", "eta", "bytes", "huge", "huge json",
+                                 "workflow", "builtin task", "eta ahead", "expires"]))
     if kind == "body":
         return json.dumps(draw(_json.filter(lambda v: not _is_body(v)))).encode(), headers
     if kind == "bytes":  # not UTF-8 JSON at all
@@ -127,4 +131,19 @@ def _malformed_body_and_headers(draw):
             lambda v: v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0)))
     elif kind == "eta":
         headers["eta"] = draw(_json.filter(lambda v: v is not None and not _iso(v)))
+    elif kind == "eta ahead":  # valid ISO, too far ahead (it would hold a prefetch slot)
+        headers["eta"] = draw(st.datetimes(min_value=datetime(2100, 1, 1),
+                                           max_value=datetime(9999, 12, 30),
+                                           timezones=st.just(UTC))).isoformat()
+    elif kind == "expires":  # any expiry: Celery would drop the event unapplied once passed
+        headers["expires"] = draw(st.datetimes(timezones=st.just(UTC))).isoformat()
+    elif kind == "workflow":  # callbacks, errbacks, a chain or a chord: more tasks to run
+        signature = {"task": draw(st.sampled_from(BUILTIN_TASKS + [
+            contract.TASK_APPLY_PRODUCT_EVENTS])), "args": [], "kwargs": {}, "options": {},
+            "subtask_type": None, "immutable": False}
+        key = draw(st.sampled_from(["callbacks", "errbacks", "chain", "chord"]))
+        body[2] = dict(EMBED) | {key: signature if key == "chord" else
+                                 [signature] * draw(st.integers(1, 50))}
+    elif kind == "builtin task":  # registered in every Celery app, never ours to run
+        headers["task"] = draw(st.sampled_from(BUILTIN_TASKS))
     return json.dumps(body).encode(), headers

@@ -11,7 +11,7 @@ its reason instead. It reads only the message (no I/O) and never raises."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from numbers import Real
 
 from product_events import contract
@@ -22,6 +22,12 @@ _OPTIONAL_STR = ("lang", "shadow", "root_id", "parent_id", "group", "argsrepr", 
 _OPTIONAL_INT = ("retries", "group_index", "replaced_task_nesting")
 _EMBED_KEYS = ("callbacks", "errbacks", "chain", "chord")
 MAX_REASON_VALUE = 80
+# the one task a subscriber runs (Celery's built-in tasks, celery.map, celery.chunks, ... are
+# registered in every app: a message naming one must not run it)
+TASKS = frozenset({contract.TASK_APPLY_PRODUCT_EVENTS})
+# an eta further ahead than this would hold a prefetch slot unacked until then: parked instead
+# (the subscriber's own retries come back through its delayed-delivery queues when due)
+MAX_ETA_AHEAD = timedelta(seconds=60)
 
 
 def task_message_problem(message) -> str | None:
@@ -46,6 +52,9 @@ def _headers_problem(headers) -> str | None:
         value = headers.get(name)
         if not isinstance(value, str) or not value:
             return f"header {name!r} must be a non-empty string, got {_short(value)}"
+    if headers["task"] not in TASKS:
+        return (f"unknown task {_short(headers['task'])}: a subscriber runs only "
+                f"{', '.join(sorted(TASKS))}")
     for name in _OPTIONAL_STR:
         value = headers.get(name)
         if value is not None and not isinstance(value, str):
@@ -59,9 +68,21 @@ def _headers_problem(headers) -> str | None:
     for name in ("eta", "expires"):
         if headers.get(name) is not None:
             try:
-                datetime.fromisoformat(headers[name])
+                at = datetime.fromisoformat(headers[name])
+                at = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
             except ValueError:
                 return f"header {name!r} is not an ISO 8601 time: {_short(headers[name])}"
+            except OverflowError:
+                return f"header {name!r} is outside the times a worker can hold: " \
+                       f"{_short(headers[name])}"
+            if name == "expires":
+                # Celery would discard the message unapplied once it expired ("revoked"):
+                # an event must never expire
+                return f"header 'expires' must be null (an event never expires), got " \
+                       f"{_short(headers[name])}"
+            if at > datetime.now(UTC) + MAX_ETA_AHEAD:
+                return (f"header 'eta' is more than {MAX_ETA_AHEAD.seconds} s ahead "
+                        f"({_short(headers[name])}): events are applied when they arrive")
     timelimit = headers.get("timelimit")
     if timelimit is not None and not (
             isinstance(timelimit, (list, tuple)) and len(timelimit) == 2
@@ -98,8 +119,8 @@ def _body_problem(message) -> str | None:
         return f"body embed must be an object or null, got {_short(embed)}"
     for key in _EMBED_KEYS:
         value = (embed or {}).get(key)
-        if value is not None and not isinstance(value, (list, dict)):
-            return f"body embed {key!r} must be a list, an object or null, got {_short(value)}"
+        if value:  # callbacks, errbacks, a chain or a chord would run more tasks, and publish
+            return f"body embed {key!r} must be null or empty (no workflows), got {_short(value)}"
     if (message.headers or {}).get("task") == contract.TASK_APPLY_PRODUCT_EVENTS:
         # our task's arguments (docs/events.md): parked here whole, with the reason, rather
         # than rejected by the task without one

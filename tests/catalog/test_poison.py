@@ -62,6 +62,25 @@ FOUND = {
     'kwargs "x"': (json.dumps([[], "x", {}]).encode(), headers_for()),
     "kwargs [1]": (json.dumps([[], [1], {}]).encode(), headers_for()),
     "invalid utf-8": (b'[[], {"events": ["\xff"]}, {}]', headers_for()),
+    # an outsider's second pass
+    "eta far ahead": (valid_body(1), headers_for() | {"eta": "9999-12-31T23:59:59+00:00"}),
+    "eta beyond the times a worker holds": (valid_body(1),
+                                            headers_for() | {"eta": "0001-01-01T00:00:00+14:00"}),
+    "expires passed": (valid_body(1), headers_for() | {"expires": "2001-01-01T00:00:00+00:00"}),
+    "expires as an ISO week": (valid_body(1), headers_for() | {"expires": "2026-W49-4"}),
+    "celery.accumulate": (valid_body(1), headers_for() | {"task": "celery.accumulate"}),
+    "celery.chord_unlock": (valid_body(1), headers_for() | {"task": "celery.chord_unlock"}),
+    "celery.chunks": (json.dumps([[], {"task": {"task": "celery.map"}, "it": [[1]] * 500,
+                                       "n": 1}, None]).encode(),
+                      headers_for() | {"task": "celery.chunks"}),
+    "callbacks": (json.dumps([[], {"events": [event(1, 1)]}, {
+        "callbacks": [{"task": "catalog.apply_product_events", "args": [], "kwargs": {},
+                       "options": {}}] * 300, "errbacks": None, "chain": None,
+        "chord": None}]).encode(), headers_for()),
+    "chain": (json.dumps([[], {"events": [event(1, 1)]}, {
+        "callbacks": None, "errbacks": None, "chord": None,
+        "chain": [{"task": "celery.accumulate", "args": [], "kwargs": {}, "options": {}}]}]
+                         ).encode(), headers_for()),
 }
 
 
@@ -78,6 +97,19 @@ def test_each_found_shape_is_parked_with_a_reason_and_the_worker_goes_on(worker,
     assert raw == body  # parked untouched
     wait_until(lambda: row(900), timeout=30, message="the valid message behind the poison")
     assert worker.alive(), worker.tail()
+
+
+def test_messages_with_an_eta_far_ahead_do_not_hold_the_prefetch_window(worker):
+    """More far-future etas than the worker prefetches: all parked at once, and the valid
+    messages behind them land (Celery would hold each one unacked until its eta)."""
+    marker = uuid.uuid4().hex
+    for _ in range(30):
+        publish(valid_body(901), headers_for() | {"eta": "9999-12-31T23:59:59+00:00"}, marker)
+    publish(valid_body(902), headers_for(), marker)
+    parked = parked_of(marker, 30)
+    assert all("'eta' is more than 60 s ahead" in m.headers["x-park-reason"] for m in parked)
+    wait_until(lambda: row(902), timeout=30, message="the valid message behind 30 etas")
+    assert row(901) is None and worker.alive()
 
 
 @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, print_blob=True,
