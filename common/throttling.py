@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import unicodedata
 
 from django.http import HttpResponse
 from redis.exceptions import RedisError
@@ -64,8 +65,11 @@ class LoginUsernameRateThrottle(LoginRateThrottle):
         username = data.get("username") if hasattr(data, "get") else None
         if not isinstance(username, str) or not username:
             return None
-        # hashed: any string (control characters, lone surrogates, 1 MB) makes a valid cache key
-        name = username[:150].lower().encode("utf-8", "surrogatepass")
+        # the name as Django compares it (DRF trims it, the admin's form NFKC-normalises it:
+        # " admin\t" and fullwidth "ａdmin" log in as "admin"), case-folded; hashed, so any string
+        # (control characters, lone surrogates, 1 MB) makes a valid cache key
+        name = unicodedata.normalize("NFKC", username.strip()).casefold()
+        name = name[:150].encode("utf-8", "surrogatepass")
         return self.cache_format % {"scope": "login-user",
                                     "ident": hashlib.sha256(name).hexdigest()}
 

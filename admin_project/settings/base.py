@@ -94,6 +94,9 @@ REST_FRAMEWORK = {
                                "rest_framework.parsers.MultiPartParser"],
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # the client address the throttles count by: X-Forwarded-For is believed only from this many
+    # reverse proxies in front (0: never; a client could name any address it likes)
+    "NUM_PROXIES": env.int("ADMIN_NUM_PROXIES", default=0),
     # Counted in the shared cache (Redis, ADMIN_CACHE_URL): the limits hold across processes.
     "DEFAULT_THROTTLE_CLASSES": ["common.throttling.AnonRateThrottle",
                                  "common.throttling.UserRateThrottle"],

@@ -67,6 +67,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["common.parsers.JSONParser"],  # read-only API: nothing else
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # the client address the throttles count by: X-Forwarded-For is believed only from this many
+    # reverse proxies in front (0: never; a client could name any address it likes)
+    "NUM_PROXIES": env.int("CATALOG_NUM_PROXIES", default=0),
     # Counted in the shared cache (Redis, CATALOG_CACHE_URL): the limit holds across processes.
     "DEFAULT_THROTTLE_CLASSES": ["common.throttling.AnonRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"anon": env("CATALOG_THROTTLE_ANON", default="12000/minute")},
