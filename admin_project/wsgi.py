@@ -2,5 +2,7 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from common.wsgi import guarded
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "admin_project.settings.local")
-application = get_wsgi_application()
+application = guarded(get_wsgi_application())

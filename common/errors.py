@@ -1,13 +1,16 @@
 """Django error handlers: under /api/ the answer is JSON like DRF's own, elsewhere Django's page;
 and the DEBUG error page without secrets (``DEFAULT_EXCEPTION_REPORTER``, ``..._FILTER``)."""
 
+import logging
 import os
 import re
 
 from django.conf import settings
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
+
+logger = logging.getLogger("common.errors")
 
 
 def not_found(request, exception):
@@ -70,3 +73,42 @@ class SecretsReporter(ExceptionReporter):
 
     def get_traceback_text(self):
         return self._scrub(str(super().get_traceback_text()))
+
+
+# --- hostile input that Django or the database refuses deep inside a view ---
+def _bad_request(request, status: int, detail: str):
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": detail}, status=status)
+    return HttpResponse(f"{detail}\n", status=status, content_type="text/plain; charset=utf-8")
+
+
+class HostileInputMiddleware:
+    """A 400, not a 500, for input that fails below the code that validates it (a body's
+    charset that is not text is refused earlier, by ``common.wsgi.guarded``):
+
+    * the Django admin's changelist filters are lookups taken from the query string
+      (``?created_at__year=-1``, ``?pk=%00``, a year of 20 digits): a ValueError, OverflowError,
+      ValidationError or a value the database refuses there is the query's fault (400);
+    * anywhere, a value the database refuses (DataError) or text that cannot be decoded (400).
+    Each is logged as a warning with the exception."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        from django.core.exceptions import ValidationError
+        from django.db import DataError
+
+        if isinstance(exception, (DataError, UnicodeError)):
+            kind = "a value the database or the decoder refuses"
+        elif (request.path.startswith("/admin/") and request.method in ("GET", "HEAD")
+              and isinstance(exception, (ValueError, OverflowError, ValidationError))):
+            kind = "a filter the admin cannot apply"
+        else:
+            return None
+        logger.warning("400 for %s %s: %s (%s: %s)", request.method, request.path[:200], kind,
+                       type(exception).__name__, str(exception)[:200])
+        return _bad_request(request, 400, f"Bad request: {kind}.")

@@ -50,7 +50,9 @@ def body_strategy(fields: list[str]) -> st.SearchStrategy[tuple[bytes, str | Non
         "text/plain", "application/xml", "application/x-www-form-urlencoded",
         "multipart/form-data", "multipart/form-data; boundary=x", "application/octet-stream",
         "application/json; charset=latin-1", "application/json; charset=nope", "*/*", "",
-        "application/vnd.api+json"])
+        "application/vnd.api+json", "application/x-www-form-urlencoded; charset=punycode",
+        "application/json; charset=rot13", "multipart/form-data; boundary=x; charset=utf-7",
+        "application/x-www-form-urlencoded; charset=base64", "application/json; charset=idna"])
     as_json = st.one_of(_object_of(fields), json_values).map(
         lambda v: json.dumps(v).encode())
     raw = st.one_of(
@@ -65,9 +67,21 @@ def body_strategy(fields: list[str]) -> st.SearchStrategy[tuple[bytes, str | Non
                      st.tuples(st.one_of(as_json, raw), st.one_of(other_types, st.none())))
 
 
-def operations(schema: dict, extra_paths: list[str]) -> list[tuple[str, str, list[str], list[str]]]:
+# Django lookups a changelist (the Django admin) takes from the query string as filters
+LOOKUPS = ("", "__exact", "__iexact", "__in", "__gt", "__lte", "__range", "__year", "__month",
+           "__day", "__isnull", "__regex", "__contains", "__startswith", "__date", "__hour")
+
+
+def lookup_params(model) -> list[str]:
+    """Every ``field__lookup`` query parameter a changelist of ``model`` could be sent."""
+    return [f"{f.name}{lookup}" for f in model._meta.concrete_fields for lookup in LOOKUPS] + [
+        "pk", "q", "o", "p", "all", "_to_field", "_popup", "e"]
+
+
+def operations(schema: dict, extra_paths) -> list[tuple[str, str, list[str], list[str]]]:
     """(method, path template, query parameter names, body field names) for every operation of
-    the OpenAPI schema, and GET/POST for each of ``extra_paths``."""
+    the OpenAPI schema, and GET/POST for each of ``extra_paths`` (a path, or (path, query
+    parameter names))."""
     out = []
     for path, item in schema["paths"].items():
         for method, op in item.items():
@@ -82,8 +96,9 @@ def operations(schema: dict, extra_paths: list[str]) -> list[tuple[str, str, lis
                     ref.rsplit("/", 1)[-1], {})
                 fields += list(component.get("properties", {}))
             out.append((method.upper(), path, params, sorted(set(fields))))
-    for path in extra_paths:
-        out += [("GET", path, [], []), ("POST", path, [], [])]
+    for extra in extra_paths:
+        path, params = (extra, []) if isinstance(extra, str) else extra
+        out += [("GET", path, list(params), []), ("POST", path, list(params), [])]
     return out
 
 
@@ -133,3 +148,28 @@ def assert_no_5xx(operation, clients: dict, known_ids: list[int], examples: int)
                                      r.status_code, r.content[:500])
 
     one()
+
+
+class GuardedClient:
+    """Django's test Client with the production WSGI guard in front (common/wsgi.py): what
+    gunicorn serves refuses a request's bad charset before Django builds the request."""
+
+    def __new__(cls, *args, client_class=None, **kwargs):
+        from django.http import JsonResponse
+        from django.test import Client
+
+        from common.wsgi import charset_refused
+
+        client = (client_class or Client)(*args, **kwargs)
+        inner = client.handler
+
+        def handler(environ):
+            problem = charset_refused(environ)
+            if problem:
+                response = JsonResponse({"detail": problem}, status=415)
+                response.wsgi_request = None  # Django never built one
+                return response
+            return inner(environ)
+
+        client.handler = handler
+        return client

@@ -71,3 +71,48 @@ def test_the_debug_error_page_shows_no_secret():
     assert settings.SECRET_KEY not in page
     broker_password = settings.CELERY_BROKER_URL.split("://", 1)[1].split("@")[0].split(":")[1]
     assert f":{broker_password}@" not in page
+
+
+# --- found by an outsider's second pass -----------------------------------------------------
+@pytest.fixture
+def superuser_client(db):
+    from django.contrib.auth.models import User
+
+    su = User.objects.create_superuser("hostile-su", "su@example.invalid", "pw-hostile-1")
+    c = Client()
+    c.force_login(su)
+    return c
+
+
+@pytest.mark.parametrize("query", [
+    "created_at__year=-1", "created_at__year=99999999999999999999999", "updated_at__month=13",
+    "pk=%00", "pk=a%00b", "title=%00", "id__in=1,x", "price__gt=abc", "version=-99999999999999999",
+    "created_at__gte=not-a-date", "created_at__range=1", "title__regex=(", "price=1e999999",
+])
+@pytest.mark.parametrize("path", ["/admin/products/product/", "/admin/authtoken/tokenproxy/",
+                                  "/admin/outbox/outboxevent/", "/admin/auth/user/"])
+def test_admin_changelist_filters_from_the_query_string_never_give_a_5xx(superuser_client, path,
+                                                                        query):
+    r = superuser_client.get(f"{path}?{query}")
+    assert r.status_code < 500, (path, query, r.status_code)
+
+
+@pytest.mark.parametrize("charset", ["punycode", "rot13", "idna", "nonsense", "utf-7", "zlib",
+                                     "base64", "hex", "uu", "bz2"])
+def test_a_body_in_a_charset_that_is_not_text_is_415(charset):
+    from harness.hostile import GuardedClient
+
+    form = f"application/x-www-form-urlencoded; charset={charset}"
+    r = GuardedClient().generic("POST", "/api/products/?q=%C2%B2", b"title=T&price=1.00",
+                                content_type=form)
+    assert r.status_code == 415, (charset, r.status_code, r.content[:200])
+    r = GuardedClient().generic("POST", "/admin/login/", b"username=a&password=b",
+                      content_type=f"application/x-www-form-urlencoded; charset={charset}")
+    assert r.status_code == 415, (charset, r.status_code)
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF8", "latin-1", "us-ascii"])
+def test_a_body_in_a_text_charset_is_read(api, charset):
+    r = api.generic("POST", "/api/products/", b"title=T&price=1.00",
+                    content_type=f"application/x-www-form-urlencoded; charset={charset}")
+    assert r.status_code == 201, (charset, r.content[:200])

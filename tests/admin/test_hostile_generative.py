@@ -8,20 +8,27 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
+from rest_framework.authtoken.models import TokenProxy
 
+from admin_project.outbox.models import OutboxEvent
 from admin_project.products import services
+from admin_project.products.models import Product, ProductTombstone
 from harness import hostile
 
 pytestmark = pytest.mark.django_db
 
 EXAMPLES = int(os.environ.get("GENERATIVE_EXAMPLES", "50"))  # per operation
 OUTSIDE_THE_SCHEMA = [
-    "/admin/login/", "/admin/", "/admin/products/product/", "/admin/products/product/{id}/change/",
+    "/admin/login/", "/admin/", "/admin/products/product/{id}/change/",
     "/admin/products/product/{id}/delete/", "/admin/products/product/add/",
-    "/admin/outbox/outboxevent/", "/admin/outbox/outboxevent/{id}/change/",
+    "/admin/outbox/outboxevent/{id}/change/", "/admin/auth/user/{id}/change/",
     "/healthz", "/readyz", "/metrics", "/api/", "/api/docs/", "/nope/",
+    # changelists: their filters are any field__lookup of the model, from the query string
+    *[(path, hostile.lookup_params(model)) for path, model in [
+        ("/admin/products/product/", Product), ("/admin/outbox/outboxevent/", OutboxEvent),
+        ("/admin/auth/user/", get_user_model()), ("/admin/authtoken/tokenproxy/", TokenProxy),
+        ("/admin/products/producttombstone/", ProductTombstone)]],
 ]
 
 
@@ -32,13 +39,13 @@ OPERATIONS = hostile.operations(SchemaGenerator().get_schema(request=None, publi
 @pytest.fixture
 def clients(api, user):
     su = get_user_model().objects.create_superuser(username="root", password="r00t-pass-1")
-    staff = Client(raise_request_exception=False)
+    staff = hostile.GuardedClient(raise_request_exception=False)
     staff.force_login(su)
-    editor = Client(raise_request_exception=False,
+    editor = hostile.GuardedClient(raise_request_exception=False,
                     HTTP_AUTHORIZATION=api._credentials["HTTP_AUTHORIZATION"])
     ids = [services.product_create(title=f"p{i}", price=Decimal("1.00")).pk for i in range(3)]
     return {"editor": editor, "staff": staff,
-            "anonymous": Client(raise_request_exception=False)}, ids
+            "anonymous": hostile.GuardedClient(raise_request_exception=False)}, ids
 
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: f"{op[0]} {op[1]}")
