@@ -132,3 +132,22 @@ def test_every_batch_obeys_batch_size_and_max_pending(live, deleted, batch_size,
     assert emitted == sorted(ids)  # each once, in id order
     assert ResyncCheckpoint.objects.get().finished
 
+
+def test_resync_twice_records_the_same_event_ids():
+    """An event id names a change: resync (and a repair) send each change under the id it
+    first had, so subscribers that keep history (the audit log) record it once."""
+    ids = make(3)
+    services.product_update(product_id=ids[1], data={"title": "v2"})
+    services.product_delete(product_id=ids[2])
+    first = set(OutboxEvent.objects.values_list("type", "product_id", "version", "event_id"))
+    resync.products_resync(batch_size=2, max_pending=0, restart=True)
+    resync.products_resync(batch_size=2, max_pending=0, restart=True)
+    resync.products_republish(product_ids=ids)
+    rows = list(OutboxEvent.objects.values_list("type", "product_id", "version", "event_id"))
+    assert len(rows) == 5 + 3 * 3  # the outbox holds the same change more than once
+    current = {("product.created", ids[0], 1), ("product.updated", ids[1], 2),
+               ("product.deleted", ids[2], 2)}
+    assert {r[:3] for r in rows if r not in first} == set()  # nothing new: ids as first sent
+    assert {r[:3] for r in rows} >= current
+    for t, pid, v, event_id in rows:
+        assert str(event_id) == contract.event_id_for(t, pid, v)
