@@ -45,7 +45,9 @@ from product_events.broker import PRODUCTS_EXCHANGE, exchange_ensure
 # also the prefetched messages a consumer held when its channel closed (a worker restart, a lost
 # connection): with 10, ten restarts dead-lettered valid events (tests/faults, "worker
 # disconnects"). High enough that only real poison (a message that kills its worker, again and
-# again) reaches it. Changing it changes the queue's arguments: `topology upgrade`.
+# again, which no worker survives to count) reaches it; a message that kills its pool process
+# is parked by the worker itself after 3 runs (workers/handling.py, WORKER_LOST_LIMIT).
+# Changing it changes the queue's arguments: `topology upgrade`.
 DELIVERY_LIMIT = 100
 
 products_exchange = PRODUCTS_EXCHANGE  # shared, declared by its owner (product_events/broker.py)
