@@ -75,7 +75,7 @@ def routing_key_for(event_type: str) -> str:
 
 
 # The namespace of event ids (UUID 5). Fixed forever: changing it renames every change.
-EVENT_ID_NAMESPACE = uuid.UUID("5d0c4a52-7b0e-4f0e-9a55-0e3b9c1f6a21")
+EVENT_ID_NAMESPACE = uuid.UUID("a3b9f0d2-6a55-5d4c-9f1e-2f6c1b7e8d40")  # clients/node too
 
 
 def event_id_for(event_type: str, product_id: int, version: int) -> str:
@@ -84,7 +84,7 @@ def event_id_for(event_type: str, product_id: int, version: int) -> str:
     that keep history (the audit log) record it once. A version names one state of a product
     (docs/events.md), so two different changes never share an id."""
     routing_key_for(event_type)
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{event_type}/{int(product_id)}/{int(version)}"))
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{event_type}:{int(product_id)}:{int(version)}"))
 
 
 def envelope_build(
