@@ -41,7 +41,14 @@ from kombu.transport.native_delayed_delivery import (
 from product_events import contract
 from product_events.broker import PRODUCTS_EXCHANGE, exchange_ensure
 
-DELIVERY_LIMIT = 10  # redeliveries (crash loops, requeues) before the broker dead-letters
+# Deliveries before the broker dead-letters a message. On RabbitMQ 3.10 every return counts,
+# also the prefetched messages a consumer held when its channel closed (a worker restart, a lost
+# connection): with 10, ten restarts dead-lettered valid events (tests/faults, "worker
+# disconnects"). High enough that only real poison (a message that kills its worker, again and
+# again, which no worker survives to count) reaches it; a message that kills its pool process
+# is parked by the worker itself after 3 runs (workers/handling.py, WORKER_LOST_LIMIT).
+# Changing it changes the queue's arguments: `topology upgrade`.
+DELIVERY_LIMIT = 100
 
 products_exchange = PRODUCTS_EXCHANGE  # shared, declared by its owner (product_events/broker.py)
 

@@ -10,6 +10,8 @@ Wire format (see docs/events.md):
 * Envelope: ``event_id``, ``type``, ``product_id``, ``version``, ``occurred_at``, ``data``
   (the full product snapshot after the change; for a delete, the last state with the delete's
   version), and optionally ``trace_id`` (the request that made the change).
+* ``event_id`` names the change, not one emission of it: ``event_id_for(type, product_id,
+  version)`` (a UUID 5), so a resync or repair that sends the same change again sends the same id.
 """
 
 from __future__ import annotations
@@ -72,15 +74,29 @@ def routing_key_for(event_type: str) -> str:
     return event_type
 
 
+# The namespace of event ids (UUID 5). Fixed forever: changing it renames every change.
+EVENT_ID_NAMESPACE = uuid.UUID("a3b9f0d2-6a55-5d4c-9f1e-2f6c1b7e8d40")  # clients/node too
+
+
+def event_id_for(event_type: str, product_id: int, version: int) -> str:
+    """The id of the change (``event_type``, ``product_id``, ``version``): the same every time
+    that change is sent (the first time, by resync, by ``reconcile --repair``), so subscribers
+    that keep history (the audit log) record it once. A version names one state of a product
+    (docs/events.md), so two different changes never share an id."""
+    routing_key_for(event_type)
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{event_type}:{int(product_id)}:{int(version)}"))
+
+
 def envelope_build(
     *, event_type: str, product_id: int, version: int, occurred_at: datetime,
     data: dict[str, Any], event_id: str | None = None, trace_id: str | None = None,
 ) -> dict[str, Any]:
-    """Build an envelope (a plain JSON-ready dict). ``occurred_at`` must be timezone-aware."""
+    """Build an envelope (a plain JSON-ready dict). ``occurred_at`` must be timezone-aware.
+    ``event_id`` defaults to the change's id (``event_id_for``)."""
     if occurred_at.tzinfo is None:
         raise ValueError("occurred_at must be timezone-aware")
     envelope = {
-        "event_id": event_id or str(uuid.uuid4()),
+        "event_id": event_id or event_id_for(event_type, product_id, version),
         "type": routing_key_for(event_type),
         "product_id": product_id,
         "version": version,

@@ -55,8 +55,9 @@ def task_message_encode(*, events: Sequence[Mapping[str, Any]],
     envelopes' JSON text, spliced into the body as it is (one string per event, same order);
     otherwise ``events`` are the envelopes and are encoded here.
 
-    All events must share one type: it is the routing key. A message of one event has that
-    event's id as its task id (Flower shows it, logs correlate); a batch gets a new one."""
+    All events must share one type: it is the routing key. Every message gets a new task id (a
+    UUID 4), also a message of one event: an event id names a change, which may be sent more
+    than once (resync, repair, a relay crash), while a task id names one message."""
     if not events:
         raise ValueError("a task message carries at least one event")
     types = {ev.get("type") for ev in events}
@@ -67,7 +68,7 @@ def task_message_encode(*, events: Sequence[Mapping[str, Any]],
         events_json = [json.dumps(ev, separators=(",", ":")) for ev in events]
     elif len(events_json) != len(events):
         raise ValueError("events_json must hold one JSON text per event")
-    task_id = str(events[0]["event_id"]) if len(events) == 1 else str(uuid.uuid4())
+    task_id = str(uuid.uuid4())
     summary = contract.task_summary(list(events))
     body = _BODY_START + _SEPARATOR.join(events_json) + _BODY_END
     headers = {

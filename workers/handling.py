@@ -11,9 +11,13 @@ subscriber-specific (queues, retry policy, metrics) comes from ``self.app.subscr
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 
+from billiard.exceptions import WorkerLostError
 from celery import Task
 from celery.exceptions import Reject
+from celery.worker.request import Request
+from celery.worker.state import task_ready
 from django.db import InterfaceError, OperationalError, connections
 
 from common.trace import trace_id_set
@@ -28,10 +32,71 @@ contract.schema_validator()  # compile the JSON Schema once, before the pool for
 TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 
 
+# A message whose task killed its pool process (an OOM kill, a segfault) this many times in
+# one worker is parked with the reason, not requeued once more: the worker's own poison
+# handling. The queue's delivery limit (catalog_project/topology.py, 100) stays the backstop
+# for what no worker survives to count (a whole worker killed by one message, again and again);
+# it is far higher because on RabbitMQ 3.10 every restart counts there for each prefetched
+# message, which a worker restart and a poison message cannot be told apart by.
+WORKER_LOST_LIMIT = 3
+
+
+class _Losses:
+    """Per task id, how many times its run was lost in this worker process (bounded)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._size = size
+
+    def bump(self, task_id: str) -> int:
+        n = self._counts.pop(task_id, 0) + 1
+        self._counts[task_id] = n
+        while len(self._counts) > self._size:
+            self._counts.popitem(last=False)
+        return n
+
+    def forget(self, task_id: str) -> None:
+        self._counts.pop(task_id, None)
+
+
+_losses = _Losses()
+
+
+class ProductEventsRequest(Request):
+    """Celery's request, except that a message that keeps killing its pool process is parked
+    (with ``x-park-reason``) after ``WORKER_LOST_LIMIT`` runs, instead of being requeued until
+    the broker's delivery limit. Runs in the worker's main process."""
+
+    def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
+        exc = exc_info.exception
+        exc = getattr(exc, "exc", exc)  # billiard's ExceptionWithTraceback, as Celery unwraps it
+        if isinstance(exc, WorkerLostError) and self.task.acks_late and not self.acknowledged:
+            losses = _losses.bump(self.id)
+            if losses >= WORKER_LOST_LIMIT and self._park(losses, exc):
+                return None
+        return super().on_failure(exc_info, send_failed_event=send_failed_event,
+                                  return_ok=return_ok)
+
+    def _park(self, losses: int, exc: BaseException) -> bool:
+        reason = (f"killed its worker process {losses} times ({exc!r}); parked instead of "
+                  "requeued again")
+        try:
+            parking.park_message(app=self.task.app, message=self.message, reason=reason)
+        except Exception:  # noqa: BLE001 - could not park: requeue as Celery would
+            logger.exception("could not park task %s; requeueing it", self.id)
+            return False
+        task_ready(self)  # as Celery's on_failure does: no longer an active request
+        self.acknowledge()
+        _losses.forget(self.id)
+        self.send_event("task-failed", exception=reason, traceback="")
+        return True
+
+
 class ProductEventsTask(Task):
     """A task receiving ``kwargs={"events": [<envelope>, ...]}``: acked after the write,
     rejected (to the dead-letter queue) when it fails for good, results never stored."""
 
+    Request = ProductEventsRequest
     acks_late = True
     max_retries = None  # the subscriber's RetryPolicy bounds retries, and then parks
     ignore_result = True

@@ -5,6 +5,9 @@ from .models import OutboxEvent
 
 @admin.register(OutboxEvent)
 class OutboxEventAdmin(admin.ModelAdmin):
+    """Read-only for everyone: no add, change or delete. The one write is the action that
+    returns set-aside events to pending (it needs ``outbox.change_outboxevent``)."""
+
     list_display = ["id", "type", "product_id", "version", "occurred_at", "sent_at", "size",
                     "set_aside_at"]
     list_filter = ["type", ("sent_at", admin.EmptyFieldListFilter),
@@ -19,11 +22,15 @@ class OutboxEventAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
-        """Only sent rows may go (the relay purges them anyway): deleting a pending or set-aside
-        row would mean its event is never published. A bulk delete selecting one is refused."""
-        if obj is not None and obj.sent_at is None:
-            return False
-        return super().has_delete_permission(request, obj)
+        """Nobody deletes outbox rows here, superusers included: a pending or set-aside row
+        deleted would be an event never published, and the relay purges sent rows itself
+        (``ADMIN_OUTBOX_RETENTION_HOURS``). The bulk "delete selected" action is gone too."""
+        return False
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
 
     def has_release_permission(self, request):
         return request.user.has_perm("outbox.change_outboxevent")

@@ -12,7 +12,9 @@ class OutboxEvent(models.Model):
     ``sent_at`` is set only after the broker confirmed the message. A row may be published more
     than once (a crash between confirm and commit); consumers are idempotent by version."""
 
-    event_id = models.UUIDField(unique=True)
+    # The change's id (product_events.contract.event_id_for), not unique: a resync or repair
+    # records the same change again under the same id.
+    event_id = models.UUIDField(db_index=True)
     type = models.CharField(max_length=32)
     product_id = models.BigIntegerField(db_index=True)
     version = models.PositiveIntegerField()

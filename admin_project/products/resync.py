@@ -42,15 +42,39 @@ def products_republish(*, product_ids: list[int]) -> int:
     return len(items)
 
 
+def _next_batch(after: int, size: int) -> tuple[list[EventItem], bool]:
+    """The events of the first ``size`` product ids above ``after``, live products and
+    tombstones merged in id order (at most ``size`` events), and whether none is left after
+    them. An id both live and deleted (not made by the admin, but a restore could leave one)
+    sends its newer version only: one event per id."""
+    products = list(Product.objects.filter(pk__gt=after).order_by("pk")[:size])
+    tombstones = list(ProductTombstone.objects.filter(product_id__gt=after)
+                      .order_by("product_id")[:size])
+    by_id: dict[int, EventItem] = {}
+    for item in _items_for(products, tombstones):
+        known = by_id.get(item.product_id)
+        if known is None or item.version > known.version:
+            by_id[item.product_id] = item
+    ids = sorted(by_id)
+    # fewer than ``size`` of both kinds together: both ran out, this is the last batch
+    return [by_id[pid] for pid in ids[:size]], len(ids) <= size and (
+        len(products) < size and len(tombstones) < size)
+
+
 def products_resync(*, batch_size: int = 500, rate: float | None = None,
                     max_pending: int = 20_000, restart: bool = False,
                     sleep: Callable[[float], None] = time.sleep,
                     progress: Callable[[str], None] = logger.info) -> int:
-    """Republish every product (then every tombstone) through the outbox, in id order.
+    """Republish every product and every tombstone through the outbox, in id order.
 
-    Throttled (``rate`` events/s at most, and waits while more than ``max_pending`` events are
-    pending) and resumable: progress is checkpointed per batch, so a new run continues where an
-    interrupted one stopped (``restart`` starts over)."""
+    Every batch, the last one included, holds at most ``batch_size`` events and is written only
+    when it fits below ``max_pending`` pending outbox events (so resync alone never lifts the
+    backlog above it; 0 = no limit; a batch is at most ``max_pending`` events then). Throttled
+    to ``rate`` events/s at most, and resumable: progress is checkpointed per batch, so a new
+    run continues where an interrupted one stopped (``restart`` starts over)."""
+    if batch_size < 1 or max_pending < 0:
+        raise ValueError("batch_size must be >= 1 and max_pending >= 0")
+    size = min(batch_size, max_pending) if max_pending else batch_size
     checkpoint, _ = ResyncCheckpoint.objects.get_or_create(name=CHECKPOINT)
     if restart or checkpoint.finished:
         checkpoint.last_product_id, checkpoint.events, checkpoint.finished = 0, 0, False
@@ -61,25 +85,15 @@ def products_resync(*, batch_size: int = 500, rate: float | None = None,
     queued = 0
     started = time.monotonic()
     while True:
-        while max_pending and outbox_pending_count() > max_pending:
+        while max_pending and outbox_pending_count() + size > max_pending:
             sleep(0.5)  # let the relay catch up: resync must not bury live changes
         with transaction.atomic():
-            after = checkpoint.last_product_id
-            products = list(Product.objects.filter(pk__gt=after).order_by("pk")[:batch_size])
-            last_live = products[-1].pk if products else None
-            # tombstones interleave by id with live products
-            upper = last_live if len(products) == batch_size else None
-            tomb_q = ProductTombstone.objects.filter(product_id__gt=after)
-            if upper is not None:
-                tomb_q = tomb_q.filter(product_id__lte=upper)
-            tombstones = list(tomb_q.order_by("product_id"))
-            items = _items_for(products, tombstones)
+            items, last = _next_batch(checkpoint.last_product_id, size)
             if items:
                 outbox_events_record(items=items)
-            ids = [p.pk for p in products] + [t.product_id for t in tombstones]
-            checkpoint.last_product_id = max(ids) if ids else after
+                checkpoint.last_product_id = items[-1].product_id
             checkpoint.events += len(items)
-            checkpoint.finished = upper is None
+            checkpoint.finished = last
             checkpoint.save()
         queued += len(items)
         if items:

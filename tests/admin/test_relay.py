@@ -68,8 +68,9 @@ def test_publishes_documented_wire_format_and_marks_sent(bus_queue):
     assert args == [] and list(kwargs) == ["events"]
     (event,) = kwargs["events"]
     assert contract.envelope_validate(event).version == 2
-    # one event per message: the task id is the event id (Flower shows it)
-    assert msg.headers["id"] == event["event_id"]
+    # the event id names the change; the task id names this message (a new UUID 4)
+    assert event["event_id"] == contract.event_id_for("product.updated", event["product_id"], 2)
+    assert msg.headers["id"] != event["event_id"] and uuid.UUID(msg.headers["id"]).version == 4
     assert "product.updated" in msg.headers["kwargsrepr"]
 
 

@@ -3,10 +3,13 @@
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from admin_project.outbox.models import OutboxEvent
 from admin_project.products import resync, services
-from admin_project.products.models import ProductTombstone, ResyncCheckpoint
+from admin_project.products.models import Product, ProductTombstone, ResyncCheckpoint
 from product_events import contract
 
 pytestmark = pytest.mark.django_db
@@ -92,3 +95,59 @@ def test_republish_given_ids_including_a_deleted_one():
     assert resync.products_republish(product_ids=[ids[0], ids[2], 999]) == 2
     assert sorted(fresh_events()) == sorted([("product.deleted", ids[0], 2),
                                              ("product.created", ids[2], 1)])
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(live=st.integers(0, 25), deleted=st.integers(0, 10), batch_size=st.integers(1, 12),
+       max_pending=st.one_of(st.just(0), st.integers(1, 15)))
+def test_every_batch_obeys_batch_size_and_max_pending(live, deleted, batch_size, max_pending):
+    """Every batch, the last one included, holds at most --batch-size events and keeps the
+    pending outbox within --max-pending; every product and every deletion is emitted once."""
+    OutboxEvent.objects.all().delete()
+    ProductTombstone.objects.all().delete()
+    Product.objects.all().delete()
+    ids = make(live + deleted)
+    for pid in ids[::2][:deleted]:  # deletions interleaved with live products
+        services.product_delete(product_id=pid)
+    OutboxEvent.objects.all().delete()
+
+    batches, pending_after = [], []
+
+    def progress(msg):  # called once per batch written, with the total so far
+        total = int(msg.split()[1])
+        batches.append(total - sum(batches))
+        pending_after.append(OutboxEvent.objects.filter(sent_at__isnull=True).count())
+
+    def relay_catches_up(_seconds):
+        OutboxEvent.objects.filter(sent_at__isnull=True).update(sent_at=timezone.now())
+
+    n = resync.products_resync(batch_size=batch_size, rate=None, max_pending=max_pending,
+                               restart=True, sleep=relay_catches_up, progress=progress)
+    assert n == len(ids) == sum(batches)
+    assert all(1 <= b <= batch_size for b in batches), batches
+    if max_pending:
+        assert all(p <= max_pending for p in pending_after), (pending_after, max_pending)
+    emitted = list(OutboxEvent.objects.order_by("id").values_list("product_id", flat=True))
+    assert emitted == sorted(ids)  # each once, in id order
+    assert ResyncCheckpoint.objects.get().finished
+
+
+def test_resync_twice_records_the_same_event_ids():
+    """An event id names a change: resync (and a repair) send each change under the id it
+    first had, so subscribers that keep history (the audit log) record it once."""
+    ids = make(3)
+    services.product_update(product_id=ids[1], data={"title": "v2"})
+    services.product_delete(product_id=ids[2])
+    first = set(OutboxEvent.objects.values_list("type", "product_id", "version", "event_id"))
+    resync.products_resync(batch_size=2, max_pending=0, restart=True)
+    resync.products_resync(batch_size=2, max_pending=0, restart=True)
+    resync.products_republish(product_ids=ids)
+    rows = list(OutboxEvent.objects.values_list("type", "product_id", "version", "event_id"))
+    assert len(rows) == 5 + 3 * 3  # the outbox holds the same change more than once
+    current = {("product.created", ids[0], 1), ("product.updated", ids[1], 2),
+               ("product.deleted", ids[2], 2)}
+    assert {r[:3] for r in rows if r not in first} == set()  # nothing new: ids as first sent
+    assert {r[:3] for r in rows} >= current
+    for t, pid, v, event_id in rows:
+        assert str(event_id) == contract.event_id_for(t, pid, v)

@@ -7,6 +7,7 @@ import uuid
 import pytest
 from kombu import Connection, Queue
 
+from catalog_project.topology import DELIVERY_LIMIT
 from harness import processes
 from harness.vhosts import vhost_create, vhost_delete
 
@@ -25,7 +26,8 @@ def test_declared_topology(worker):
                                       "arguments").splitlines()}
     assert queues["catalog.products"][0] == "quorum"
     args = queues["catalog.products"][1]
-    for expected in ('"x-delivery-limit",10', '"x-dead-letter-exchange","catalog.dlx"',
+    for expected in (f'"x-delivery-limit",{DELIVERY_LIMIT}',
+                     '"x-dead-letter-exchange","catalog.dlx"',
                      '"x-dead-letter-strategy","at-least-once"'):
         assert expected in args
     assert queues["catalog.products.dlq"][0] == "quorum"

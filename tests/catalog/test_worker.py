@@ -190,3 +190,55 @@ def test_spent_retry_budget_parks_the_events_with_the_reason(django_db_setup):
     finally:
         proc.stop()
         vhost_delete(vhost)
+
+
+def test_a_message_that_keeps_killing_its_pool_process_is_parked_by_the_worker(worker,
+                                                                               dlq_empty):
+    """The worker's own poison handling: a message whose run was lost WORKER_LOST_LIMIT times
+    (its pool process killed: an OOM kill, a segfault) is parked with the reason, long before
+    the queue's delivery limit (100, the backstop) would dead-letter it."""
+    import os
+    import signal
+
+    import psycopg2
+
+    from harness import processes
+    from workers.handling import WORKER_LOST_LIMIT
+
+    db = connection.settings_dict["NAME"]
+    url = pg.database_url(db)
+    lock = psycopg2.connect(url, connect_timeout=5)
+    seen: set[int] = set()
+
+    def new_waiter():  # the task's statement, waiting for the lock: the task is running
+        with psycopg2.connect(url, connect_timeout=5) as conn, conn.cursor() as cur:
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND "
+                        "wait_event_type = 'Lock'", [db])
+            return ({pid for (pid,) in cur.fetchall()} - seen) or None
+
+    try:
+        with lock.cursor() as cur:
+            cur.execute("LOCK TABLE catalog_product IN EXCLUSIVE MODE")
+        task_id = publish_raw(task_body([event(4242, 1)]))
+        for _ in range(WORKER_LOST_LIMIT):
+            waiting = wait_until(new_waiter, timeout=30,
+                                 message=lambda: f"the task running\n{worker.tail()}")
+            seen |= waiting
+            for pid, ppid, _args in processes.descendants(worker.pid):
+                if ppid == worker.pid:  # every pool process; the main starts new ones
+                    os.kill(pid, signal.SIGKILL)
+            pg.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE pid = ANY(%s)", [list(waiting)])
+        (parked,) = dlq_messages(1)
+    finally:
+        lock.close()
+    assert parked.headers["id"] == task_id
+    assert f"killed its worker process {WORKER_LOST_LIMIT} times" in \
+        parked.headers["x-park-reason"]
+    assert "x-death" not in parked.headers  # parked by the worker, not by the delivery limit
+    assert json.loads(parked.body)[1]["events"][0]["product_id"] == 4242
+    assert row(4242) is None
+    assert worker.alive()
+    # the worker goes on: a valid event after it is applied
+    publish_raw(task_body([event(4243, 1)]))
+    wait_until(lambda: row(4243), timeout=30, message=lambda: worker.tail())

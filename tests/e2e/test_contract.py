@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -137,7 +138,11 @@ def test_message_encoder_builds_what_celery_builds(count):
     for key, value in celery.properties.items():
         assert ours.properties[key] == value, key
     assert ours.routing_key == "product.updated"
-    assert (ours.task_id == events[0]["event_id"]) == (count == 1)
+    # a task id names one message (UUID 4), an event id one change (UUID 5 of type, id, version)
+    assert uuid.UUID(ours.task_id).version == 4
+    assert ours.task_id != task_message_encode(events=events, origin="origin@test").task_id
+    assert all(e["event_id"] == contract.event_id_for(e["type"], e["product_id"], e["version"])
+               for e in events)
     # the spliced fast path (the relay's: the outbox's JSON text, unparsed) is the same bytes
     spliced = task_message_encode(events=events, origin="origin@test",
                                   events_json=[json.dumps(e, separators=(",", ":"))
@@ -151,3 +156,18 @@ def test_message_encoder_refuses_mixed_types_and_empty_batches():
                                     {"type": "product.deleted", "event_id": "b"}])
     with pytest.raises(ValueError, match="at least one"):
         task_message_encode(events=[])
+
+
+def test_an_event_id_names_the_change_not_the_emission():
+    """The same (type, product id, version) always gets the same id; any other change another."""
+    ids = {(t, pid, v): contract.event_id_for(t, pid, v)
+           for t in contract.EVENT_TYPES for pid in (1, 2, 10**12) for v in (1, 2, 3)}
+    assert len(set(ids.values())) == len(ids)
+    assert all(contract.event_id_for(*key) == value for key, value in ids.items())
+    assert all(uuid.UUID(value).version == 5 for value in ids.values())
+    # stable across releases: subscribers store these ids (the audit log dedups by them)
+    assert contract.event_id_for("product.updated", 42, 3) == \
+        str(uuid.uuid5(contract.EVENT_ID_NAMESPACE, "product.updated:42:3")) == \
+        "13476616-2fe5-58c9-9a48-eddbaa7a8140"  # the same vector in clients/node's tests
+    with pytest.raises(contract.InvalidEvent):
+        contract.event_id_for("product.renamed", 1, 1)

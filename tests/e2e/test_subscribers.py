@@ -69,3 +69,47 @@ def test_a_stopped_subscriber_holds_back_nobody_and_catches_up():
         wait_until(lambda: audit_rows(st.env) == total, timeout=60,
                    message=lambda: f"audit rows {audit_rows(st.env)} of {total}\n"
                                    f"{st.proc('audit').tail(20)}")
+
+
+def test_resync_twice_records_each_change_once_in_the_audit_log():
+    """An event id names a change: resync and `reconcile --repair` send each change under the id
+    it first had, so the audit log (one row per event id) records it once; the catalog is
+    unchanged."""
+    with running_stack("resyncids", start=("admin", "catalog", "relay", "worker", "audit")) as st:
+        gen = st.generate(40, updates=20, deletes=5)
+        assert gen.wait(180) == 0, gen.stdout.read()
+        total, _ = st.outbox()
+        wait_converged(st, timeout=60)
+        wait_until(lambda: audit_rows(st.env) == total, timeout=60,
+                   message=lambda: f"audit rows {audit_rows(st.env)} of {total}")
+
+        def catalog_rows():
+            return st.sql("catalog", "SELECT id, version, deleted, title, price, updated_at "
+                                     "FROM catalog_product ORDER BY id")
+
+        def audit_log():
+            return st.sql("catalog", "SELECT event_id::text, type, product_id, version "
+                                     "FROM audit_productchange ORDER BY product_id, version")
+
+        catalog_before, audit_before = catalog_rows(), audit_log()
+        for _ in range(2):
+            out = st.manage("admin_project", "resync", "--restart", "--batch-size", "7")
+            assert out.returncode == 0, out.stdout + out.stderr
+        # and a repair: the catalog loses a row, `reconcile --repair` sends that change again
+        st.sql("catalog", "DELETE FROM catalog_product WHERE id = "
+                          "(SELECT min(id) FROM catalog_product WHERE NOT deleted)")
+        repair = st.manage("admin_project", "reconcile", "--repair", "--catalog-url", st.catalog)
+        assert "repair: queued 1 events" in repair.stdout, repair.stdout + repair.stderr
+        resent, _ = st.outbox()
+        assert resent == total + 2 * len(catalog_before) + 1  # every id twice, the repair once
+        # a sentinel change after them: once the audit log has it, it has seen the resyncs
+        # (one audit process, its queue in order)
+        s = st.admin_session()
+        pid = s.post(f"{st.admin}/api/products/", json={"title": "sentinel", "price": "1.00"},
+                     timeout=10).json()["id"]
+        wait_until(lambda: audit_rows(st.env, pid) == [("product.created", 1)], timeout=90,
+                   message=lambda: f"the sentinel in the audit log\n{st.proc('audit').tail(20)}")
+        wait_converged(st, timeout=60)
+        assert [r for r in audit_log() if r[2] != pid] == audit_before  # each change once
+        assert len({row[0] for row in audit_before}) == total
+        assert [r for r in catalog_rows() if r[0] != pid] == catalog_before

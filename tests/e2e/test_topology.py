@@ -15,6 +15,7 @@ import pytest
 import requests
 from kombu import Connection
 
+from catalog_project.topology import DELIVERY_LIMIT
 from harness import processes
 from harness.stack import running_stack, wait_converged
 from harness.waiting import wait_until
@@ -146,7 +147,8 @@ def test_queue_upgrade_while_the_relay_publishes_loses_nothing():
         for name in SUBSCRIBERS:
             assert f"{name}.products.upgrade" not in queues  # the holding queues are gone
             kind, arguments = queues[f"{name}.products"]
-            assert kind == "quorum" and '"x-delivery-limit",10' in arguments, arguments
+            assert kind == "quorum", arguments
+            assert f'"x-delivery-limit",{DELIVERY_LIMIT}' in arguments, arguments
             assert f'"x-dead-letter-exchange","{name}.dlx"' in arguments, arguments
         check = st.manage("catalog_project", "topology", "check")
         assert check.returncode == 0, check.stdout + check.stderr

@@ -12,6 +12,7 @@ import subprocess
 import time
 import uuid
 
+import psycopg2
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -312,6 +313,65 @@ def test_worker_crashes_under_respawn_while_thousands_flow(report):
         assert stack.logs("worker").count("died with signal 9") == 3
         report.finish(stack, "worker SIGKILLed x3, respawn.py restarts it",
                       fault_end=time.monotonic(), deadline=180)
+
+
+def test_worker_disconnects_with_prefetched_events_dead_letter_nothing(report):
+    """On RabbitMQ 3.10 a quorum queue counts every return towards its delivery limit, also the
+    prefetched messages a consumer held when its channel closed. Here the worker is restarted
+    fifteen times while it holds a full prefetch of valid events it cannot finish yet (the
+    catalog table is locked): with the old limit of 10 the first of them were dead-lettered;
+    now all are applied and nothing is parked."""
+    disconnects = 15
+    overrides = {"ADMIN_RELAY_MAX_EVENTS_PER_MESSAGE": "1"}  # one message per event
+    with running_stack("f-disconnect", start=("admin", "catalog", "relay"),
+                       overrides=overrides) as stack:
+        up = stack.manage("catalog_project", "topology", "upgrade")  # the queue, no worker yet
+        assert up.returncode == 0, up.stdout + up.stderr
+        finished(stack.generate(60))
+        wait_until(lambda: stack.outbox()[1] == 0, timeout=60, message="relay to publish")
+        messages = amqp_ready(stack)
+        assert messages == 60, messages
+        prefetch = 2 * 4  # the harness worker: concurrency 2, prefetch multiplier 4
+        db = stack.env["CATALOG_DATABASE_URL"].rsplit("/", 1)[1]
+        lock = psycopg2.connect(stack.env["CATALOG_DATABASE_URL"], connect_timeout=5)
+        try:
+            with lock.cursor() as cur:  # writes wait; reads (reconcile) go on
+                cur.execute("LOCK TABLE catalog_product IN EXCLUSIVE MODE")
+            for round_ in range(disconnects):
+                if round_:
+                    stack.kill("worker")  # the channel closes with the prefetched messages
+                    # its pool processes' statements, still waiting for the lock
+                    pg.connections_terminate(db, keep_pid=lock.get_backend_pid())
+                stack.start("worker")
+                stack.wait_worker_ready()
+                # the worker holds a full prefetch, unacked: two running (waiting for the
+                # lock), the rest waiting for a pool process
+                wait_until(lambda: amqp_ready(stack) <= messages - prefetch, timeout=30,
+                           message=lambda r=round_: f"a full prefetch, round {r}")
+            stack.kill("worker")
+            pg.connections_terminate(db, keep_pid=lock.get_backend_pid())
+            parked = stack.dlq_depth()
+            assert parked == 0, f"{parked} valid messages dead-lettered by the delivery limit"
+            # the head of the queue has been delivered (and returned) `disconnects` times
+            with amqp.broker_connection_to(stack.env["CELERY_BROKER_URL"]) as conn:
+                ch = conn.channel()
+                head = wait_until(lambda: ch.basic_get("catalog.products", no_ack=False),
+                                  timeout=10, message="a message to look at")
+                assert (head.headers or {}).get("x-delivery-count") == disconnects, head.headers
+                ch.basic_reject(head.delivery_tag, requeue=True)
+        finally:
+            lock.close()  # rolls back: the table unlocked
+        stack.start("worker")
+        stack.wait_worker_ready()
+        row = report.finish(stack, f"{disconnects} worker disconnects with prefetched events",
+                            fault_end=time.monotonic())
+        assert row.applied == 60
+
+
+def amqp_ready(stack) -> int:
+    """Ready messages in catalog.products (exact: a passive declare)."""
+    with amqp.broker_connection_to(stack.env["CELERY_BROKER_URL"]) as conn:
+        return conn.default_channel.queue_declare("catalog.products", passive=True)[1]
 
 
 def test_catalog_queue_replaced_while_the_relay_publishes(report):

@@ -86,7 +86,8 @@ function taskMessage(events) {
   if (!events.length) throw new ContractError('a message carries at least one event');
   const type = events[0].type;
   if (events.some((e) => e.type !== type)) throw new ContractError('one message carries events of one type');
-  const taskId = events.length === 1 ? events[0].event_id : crypto.randomUUID();
+  // a task id names one message (new every time); an event id names a change, sent maybe twice
+  const taskId = crypto.randomUUID();
   const kwargs = { events };
   const body = [[], kwargs, { callbacks: null, errbacks: null, chain: null, chord: null }];
   return {

@@ -22,6 +22,8 @@ test('an event built from CLI values follows the schema and names its change', (
   assert.equal(e.event_id, contract.eventIdFor('product.created', 7, 1));
   assert.equal(contract.buildEvent(base).event_id, e.event_id, 'the same change, the same id');
   assert.notEqual(contract.buildEvent({ ...base, version: 2, type: 'product.updated' }).event_id, e.event_id);
+  // the same vector as tests/e2e/test_contract.py: both producers name a change alike
+  assert.equal(contract.eventIdFor('product.updated', 42, 3), '13476616-2fe5-58c9-9a48-eddbaa7a8140');
 });
 
 test('values the schema refuses are refused before anything is sent', () => {
@@ -37,7 +39,8 @@ test('the task message is the documented Celery protocol-2 message', () => {
   const m = contract.taskMessage([e]);
   assert.equal(m.routingKey, 'product.created');
   assert.equal(m.options.headers.task, 'catalog.apply_product_events');
-  assert.equal(m.options.headers.id, e.event_id);
+  assert.notEqual(m.options.headers.id, e.event_id, 'a task id names the message, not the change');
+  assert.notEqual(contract.taskMessage([e]).taskId, m.taskId);
   assert.equal(m.options.contentType, 'application/json');
   assert.equal(m.options.persistent, true);
   assert.equal(m.options.mandatory, true);
