@@ -17,6 +17,8 @@ import os
 import re
 import shutil
 import tempfile
+import threading
+import time
 from importlib import import_module
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
@@ -114,12 +116,27 @@ def _collectors_from_settings():
     return out
 
 
+# one rendering of /metrics per process is served for this long: a flood of scrapes (the page
+# is ~80 KB of every gunicorn worker's series, read from the multiprocess files) costs a copy,
+# not a rendering each, and cannot starve the API
+METRICS_CACHE_SECONDS = 1.0
+_rendered: tuple[float, bytes] | None = None
+_render_lock = threading.Lock()
+
+
 def metrics_view(request):
-    """Django view for ``/metrics``: this app's process metrics plus its scrape-time collectors."""
+    """Django view for ``/metrics``: this app's process metrics plus its scrape-time collectors
+    (rendered at most once per METRICS_CACHE_SECONDS per process)."""
     from django.http import HttpResponse
 
-    registry = scrape_registry(_collectors_from_settings())
-    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    global _rendered
+    with _render_lock:
+        now = time.monotonic()
+        if _rendered is None or now - _rendered[0] > METRICS_CACHE_SECONDS:
+            registry = scrape_registry(_collectors_from_settings())
+            _rendered = (time.monotonic(), generate_latest(registry))
+        body = _rendered[1]
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
 
 
 def exporter_start(bind: str) -> bool:

@@ -2,6 +2,7 @@
 are in ``publish`` and ``loop``: only the relay process imports them, so the web app's
 ``/metrics`` never shows relay counters stuck at zero.)"""
 
+from django.db import DatabaseError
 from prometheus_client.core import GaugeMetricFamily
 
 from . import selectors
@@ -9,7 +10,15 @@ from . import selectors
 
 class OutboxCollector:
     def collect(self):
-        pending, oldest_age = selectors.outbox_backlog()
+        try:
+            pending, oldest_age = selectors.outbox_backlog()
+            set_aside = selectors.outbox_set_aside_count()
+        except DatabaseError:  # the database is down: say so, never a 500 (alert on it)
+            yield GaugeMetricFamily("outbox_database_up", "1 if the outbox could be read "
+                                    "at scrape time, 0 if its database is unreachable.", value=0)
+            return
+        yield GaugeMetricFamily("outbox_database_up", "1 if the outbox could be read at scrape "
+                                "time, 0 if its database is unreachable.", value=1)
         yield GaugeMetricFamily("outbox_pending_events",
                                 "Events recorded but not yet confirmed by the broker.",
                                 value=pending)
@@ -19,4 +28,4 @@ class OutboxCollector:
         yield GaugeMetricFamily("outbox_set_aside_events",
                                 "Events the relay set aside: it can never send them as they "
                                 "are (too large, unknown type); see docs/operations.md.",
-                                value=selectors.outbox_set_aside_count())
+                                value=set_aside)

@@ -188,7 +188,14 @@ def _metric(text: str, name: str) -> float:
     raise AssertionError(f"{name} not in /metrics")
 
 
-def test_metrics_show_outbox_backlog_and_http(client, api):
+@pytest.fixture
+def fresh_metrics(monkeypatch):
+    from common import metrics
+
+    monkeypatch.setattr(metrics, "METRICS_CACHE_SECONDS", 0.0)
+
+
+def test_metrics_show_outbox_backlog_and_http(client, api, fresh_metrics):
     body = client.get("/metrics").content.decode()
     assert _metric(body, "outbox_pending_events") == 0
     assert _metric(body, "outbox_oldest_pending_age_seconds") == 0
@@ -199,6 +206,33 @@ def test_metrics_show_outbox_backlog_and_http(client, api):
     assert _metric(body, "outbox_oldest_pending_age_seconds") >= 0
     assert "django_http_requests_total_by_method_total" in body
     assert 'django_http_responses_total_by_status_total{status="201"}' in body
+
+
+def test_a_flood_of_scrapes_renders_the_page_once_per_second(client, api, monkeypatch):
+    from common import metrics
+
+    monkeypatch.setattr(metrics, "METRICS_CACHE_SECONDS", 60.0)
+    first = client.get("/metrics").content
+    api.post("/api/products/", GOOD, format="json")
+    assert all(client.get("/metrics").content == first for _ in range(20))  # one rendering
+    monkeypatch.setattr(metrics, "METRICS_CACHE_SECONDS", 0.0)
+    assert _metric(client.get("/metrics").content.decode(), "outbox_pending_events") == 1
+
+
+def test_metrics_answer_while_the_database_is_down(client, transactional_db, fresh_metrics):
+    conn = connections["default"]
+    saved = dict(conn.settings_dict)
+    conn.close()
+    conn.settings_dict["PORT"] = str(free_port())  # nothing listens there
+    try:
+        r = client.get("/metrics")
+    finally:
+        conn.close()
+        conn.settings_dict.update(saved)
+    assert r.status_code == 200
+    body = r.content.decode()
+    assert _metric(body, "outbox_database_up") == 0 and "outbox_pending_events" not in body
+    assert _metric(client.get("/metrics").content.decode(), "outbox_database_up") == 1
 
 
 # --- trace ids ---------------------------------------------------------------------------------
