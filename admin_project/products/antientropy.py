@@ -203,12 +203,13 @@ def products_antientropy_check(*, catalog_url: str, repair: bool = True, parts: 
     for kind in Check.KINDS:
         getattr(check, kind).sort()
     if repair:
-        check.repaired = _repair(check)
+        check.repaired = antientropy_repair(check)
     check.seconds = time.monotonic() - started
     return check
 
 
-def _repair(check: Check) -> int:
+def antientropy_repair(check: Check) -> int:
+    """Republish (or raise the version of) what ``check`` found drifted; events queued."""
     republish = sorted(set(check.missing + check.behind + check.not_deleted))
     n = products_republish(product_ids=republish) if republish else 0
     for pid in check.content:

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-import requests
 from django.db import transaction
+from django.utils import timezone
 
 from admin_project.outbox.record import EventItem, outbox_events_record
 from admin_project.outbox.selectors import outbox_pending_count
@@ -24,10 +24,14 @@ CHECKPOINT = "all-products"
 
 def _items_for(products: Iterable[Product],
                tombstones: Iterable[ProductTombstone]) -> list[EventItem]:
+    # occurred_at of a republished change is when it is published again (its data keeps the
+    # change's own updated_at): the outbox age and the subscribers' lag measure the delivery,
+    # not how old the product is (an old updated_at made every resync fire the lag alerts)
+    now = timezone.now()
     items = [EventItem(contract.PRODUCT_CREATED if p.version == 1 else contract.PRODUCT_UPDATED,
-                       p.pk, p.version, p.updated_at, services.product_snapshot(product=p))
+                       p.pk, p.version, now, services.product_snapshot(product=p))
              for p in products]
-    items += [EventItem(contract.PRODUCT_DELETED, t.product_id, t.version, t.deleted_at, t.data)
+    items += [EventItem(contract.PRODUCT_DELETED, t.product_id, t.version, now, t.data)
               for t in tombstones]
     return sorted(items, key=lambda item: item[1])
 
@@ -114,50 +118,16 @@ class Drift:
     ahead: list[int] = field(default_factory=list)        # catalog newer than admin (a bug)
     not_deleted: list[int] = field(default_factory=list)  # deleted in admin, live in catalog
     unknown: list[int] = field(default_factory=list)      # live in catalog, unknown to admin
+    content: list[int] = field(default_factory=list)      # same version, other content
     checked: int = 0
 
     @property
     def total(self) -> int:
         return (len(self.missing) + len(self.behind) + len(self.ahead)
-                + len(self.not_deleted) + len(self.unknown))
+                + len(self.not_deleted) + len(self.unknown) + len(self.content))
 
     def repairable_ids(self) -> list[int]:
         return sorted(set(self.missing + self.behind + self.not_deleted))
-
-
-def catalog_versions(*, catalog_url: str, timeout: float = 10.0) -> dict[int, int]:
-    """Every live product of the catalog API: {id: version}."""
-    out: dict[int, int] = {}
-    url = f"{catalog_url.rstrip('/')}/api/products/?page_size=500"
-    with requests.Session() as session:
-        while url:
-            resp = session.get(url, timeout=timeout)
-            resp.raise_for_status()
-            body = resp.json()
-            out.update({p["id"]: p["version"] for p in body["results"]})
-            url = body["next"]
-    return out
-
-
-def products_reconcile(*, catalog_url: str) -> Drift:
-    """Compare the admin (products and tombstones) with the catalog API."""
-    catalog = catalog_versions(catalog_url=catalog_url)
-    admin = dict(Product.objects.values_list("pk", "version"))
-    deleted = dict(ProductTombstone.objects.values_list("product_id", "version"))
-    drift = Drift(checked=len(admin) + len(deleted))
-    for pid, version in admin.items():
-        theirs = catalog.get(pid)
-        if theirs is None:
-            drift.missing.append(pid)
-        elif theirs < version:
-            drift.behind.append(pid)
-        elif theirs > version:
-            drift.ahead.append(pid)
-    for pid in catalog.keys() - admin.keys():
-        (drift.not_deleted if pid in deleted else drift.unknown).append(pid)
-    for name in ("missing", "behind", "ahead", "not_deleted", "unknown"):
-        getattr(drift, name).sort()
-    return drift
 
 
 def drift_report(drift: Drift, limit: int = 20) -> str:
@@ -166,6 +136,7 @@ def drift_report(drift: Drift, limit: int = 20) -> str:
                         ("behind", "catalog has an older version"),
                         ("ahead", "catalog has a newer version than admin"),
                         ("not_deleted", "deleted in admin, still live in the catalog"),
+                        ("content", "same version, other content (or deleted there)"),
                         ("unknown", "live in the catalog, unknown to admin")]:
         ids = getattr(drift, name)
         if ids:

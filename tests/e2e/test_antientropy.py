@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+from re import search as re_search
 
 import psycopg2
 import requests
@@ -93,3 +94,28 @@ def test_antientropy_says_in_one_line_when_the_catalog_is_unreadable(stack):
     assert down.returncode == 2, down.stdout + down.stderr
     assert down.stderr.startswith("antientropy: catalog unreadable:"), down.stderr
     assert len(down.stderr.strip().splitlines()) == 1 and "Traceback" not in down.stderr
+
+
+def test_reconcile_sees_content_and_has_distinct_exit_codes(stack):
+    def reconcile(*extra, url=None):
+        return subprocess.run(
+            [sys.executable, "admin_project/manage.py", "reconcile", "--catalog-url",
+             url or stack.catalog, *extra], cwd=processes.REPO, env=stack.env,
+            capture_output=True, text=True, timeout=120)
+
+    admin = stack.admin_session()
+    pid = admin.post(f"{stack.admin}/api/products/", json={"title": "rc", "price": "2.00"},
+                     timeout=10).json()["id"]
+    wait_until(converged(stack, admin), timeout=30, interval=0.2)
+    assert reconcile().returncode == 0
+    catalog_sql(stack, ("UPDATE catalog_product SET price = 99 WHERE id = %s", [pid]))
+    drift = reconcile()
+    assert drift.returncode == 1 and re_search(rf"content\s+1 .*\b{pid}\b", drift.stdout), \
+        drift.stdout
+    assert "repair: queued 1 events" in reconcile("--repair").stdout
+    wait_until(lambda: reconcile().returncode == 0, timeout=30, interval=0.5,
+               message="the content repair to land")
+    down = reconcile(url=f"http://127.0.0.1:{processes.free_port()}")
+    assert down.returncode == 2 and down.stdout == "", down.stdout + down.stderr
+    assert down.stderr.startswith("reconcile: catalog unreadable:")
+    assert len(down.stderr.strip().splitlines()) == 1
