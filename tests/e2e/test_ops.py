@@ -194,3 +194,39 @@ def test_web_processes_log_only_json_and_access_lines_carry_the_trace_id(stack):
             except json.JSONDecodeError:
                 plain.append(line)
     assert not plain, "\n".join(plain[:10])
+
+
+def _readme_commands(prefix: str) -> list[str]:
+    text = (REPO / "README.md").read_text()
+    return [line for line in text.splitlines() if line.startswith(prefix)]
+
+
+@pytest.mark.parametrize("prefix,ready,port_var", [
+    ("CATALOG_WORKER_METRICS_BIND=", " ready.", "CATALOG_WORKER_METRICS_BIND"),
+    ("ADMIN_RELAY_METRICS_BIND=", "relay started", "ADMIN_RELAY_METRICS_BIND"),
+])
+def test_the_readme_commands_for_a_second_process_work_as_printed(stack, prefix, ready,
+                                                                  port_var):
+    """README 'Scaling workers': the second worker / relay next to the running ones starts,
+    serves its own metrics, and the first one keeps its port and heartbeat file."""
+    (command,) = _readme_commands(prefix)
+    bind = command.split()[0].split("=", 1)[1]
+    proc = processes.Proc(f"readme-{port_var.lower()}", ["bash", "-c", command], stack.env)
+    try:
+        wait_until(lambda: ready in proc.log() or not proc.alive(), timeout=60,
+                   message=lambda: proc.tail())
+        assert proc.alive(), proc.tail()
+        seen = []
+
+        def scraped():
+            try:
+                return requests.get(f"http://{bind}/metrics", timeout=5).status_code == 200
+            except requests.RequestException as exc:
+                seen.append(repr(exc))
+                return None
+
+        wait_until(scraped, timeout=20,
+                   message=lambda: f"metrics on {bind}: {seen[-1:]}\n{proc.tail()}")
+        assert "metrics exporter not started" not in proc.log(), proc.tail()
+    finally:
+        proc.stop()
