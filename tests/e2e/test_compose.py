@@ -111,3 +111,12 @@ def test_compose_runs_the_same_processes_as_make_run(compose):
                             ("relay", "relay"), ("worker", "worker"), ("flower", "flower")]:
         assert marker in " ".join(compose["services"][service]["command"])
         assert marker in procfile
+
+
+def test_the_admin_containers_reach_the_catalog_by_its_service_name(compose):
+    """reconcile, antientropy and the relay's periodic check read the catalog API: inside a
+    container 127.0.0.1:8001 (the .env default for `make run`) is the container itself."""
+    for service in ("admin", "relay"):
+        env = compose["services"][service]["environment"]
+        assert env.get("CATALOG_URL") == "http://catalog:8001", (service, env.get("CATALOG_URL"))
+    assert "8001" in " ".join(compose["services"]["catalog"]["command"])
