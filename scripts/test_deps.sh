@@ -1,38 +1,42 @@
 #!/usr/bin/env bash
 # What `make test` needs beyond the Python virtualenv, installed when missing:
-#   * Debian's chromium and chromium-driver (the browser test; never a downloaded browser), with
-#     apt-get as root, or `sudo -n` when that works; otherwise stop with the one command to run;
+#   * Debian's chromium and chromium-driver (the browser test; never a downloaded browser) and
+#     prometheus (its promtool checks the alert rules), with apt-get as root, or `sudo -n` when
+#     that works; otherwise stop with the one command to run;
 #   * the Node.js clients' packages (`npm ci` in clients/node, when package-lock.json changed).
 # `make run` needs none of this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf 'make test: %s\n' "$*"; }
-PKGS=(chromium chromium-driver)
 CHROMIUM=${CHROMIUM_BINARY:-/usr/bin/chromium}
 CHROMEDRIVER=${CHROMEDRIVER_BINARY:-/usr/bin/chromedriver}
+PKGS=()
+if [ ! -x "$CHROMIUM" ] || [ ! -x "$CHROMEDRIVER" ]; then PKGS+=(chromium chromium-driver); fi
+if ! command -v promtool >/dev/null 2>&1; then PKGS+=(prometheus); fi
 
-if [ ! -x "$CHROMIUM" ] || [ ! -x "$CHROMEDRIVER" ]; then
+if [ ${#PKGS[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     AS=()
   elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
     AS=(sudo -n)
   else
-    say "the browser test needs Debian's chromium: run 'sudo apt-get install -y ${PKGS[*]}' and then 'make test' again" >&2
+    say "the tests need Debian's ${PKGS[*]}: run 'sudo apt-get install -y ${PKGS[*]}' and then 'make test' again" >&2
     exit 1
   fi
-  say "installing Debian's ${PKGS[*]} for the browser test (apt-get)"
+  say "installing Debian's ${PKGS[*]} (apt-get)"
   export DEBIAN_FRONTEND=noninteractive
-  if ! "${AS[@]}" apt-get install -y -q "${PKGS[@]}" >/tmp/make-test-apt.log 2>&1; then
+  apt=(apt-get install -y -q --no-install-recommends "${PKGS[@]}")
+  if ! "${AS[@]}" "${apt[@]}" >/tmp/make-test-apt.log 2>&1; then
     "${AS[@]}" apt-get update -q >>/tmp/make-test-apt.log 2>&1 || true
-    "${AS[@]}" apt-get install -y -q "${PKGS[@]}" >>/tmp/make-test-apt.log 2>&1 || {
+    "${AS[@]}" "${apt[@]}" >>/tmp/make-test-apt.log 2>&1 || {
       tail -n 5 /tmp/make-test-apt.log >&2
       say "could not install ${PKGS[*]} with apt-get (log: /tmp/make-test-apt.log)" >&2
       exit 1
     }
   fi
-  [ -x "$CHROMIUM" ] && [ -x "$CHROMEDRIVER" ] || {
-    say "apt-get installed ${PKGS[*]} but $CHROMIUM or $CHROMEDRIVER is missing" >&2
+  [ -x "$CHROMIUM" ] && [ -x "$CHROMEDRIVER" ] && command -v promtool >/dev/null || {
+    say "apt-get installed ${PKGS[*]} but $CHROMIUM, $CHROMEDRIVER or promtool is missing" >&2
     exit 1
   }
 fi

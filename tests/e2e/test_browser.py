@@ -175,5 +175,5 @@ def test_make_test_without_chromium_or_root_stops_at_once_with_the_command_to_ru
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stdout == "", result.stdout
     assert result.stderr.strip().splitlines() == [
-        "make test: the browser test needs Debian's chromium: run 'sudo apt-get install -y "
-        "chromium chromium-driver' and then 'make test' again"], result.stderr
+        "make test: the tests need Debian's chromium chromium-driver: run 'sudo apt-get install "
+        "-y chromium chromium-driver' and then 'make test' again"], result.stderr
