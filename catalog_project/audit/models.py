@@ -2,8 +2,9 @@ from django.db import models
 
 
 class ProductChange(models.Model):
-    """One product event, as received: append-only, one row per event id (a redelivered event
-    is not recorded twice). Ordered by the product's version, not by arrival."""
+    """One product event, as received: one row per event id (an event id names a change, so a
+    redelivery, a resync or a repair of it is not recorded twice: ``deliveries`` counts them and
+    ``last_delivered_at`` says when the last came). Ordered by the product's version."""
 
     event_id = models.UUIDField(unique=True)
     type = models.CharField(max_length=32)
@@ -13,6 +14,8 @@ class ProductChange(models.Model):
     trace_id = models.CharField(max_length=64, blank=True, db_default="")
     data = models.JSONField()
     recorded_at = models.DateTimeField(db_default=models.functions.Now())
+    deliveries = models.PositiveIntegerField(db_default=1)
+    last_delivered_at = models.DateTimeField(db_default=models.functions.Now())
 
     class Meta:
         db_table = "audit_productchange"

@@ -12,7 +12,7 @@ class ProductChangeSerializer(serializers.ModelSerializer):
     class Meta:
         model = ProductChange
         fields = ["event_id", "type", "product_id", "version", "occurred_at", "trace_id",
-                  "data", "recorded_at"]
+                  "data", "recorded_at", "deliveries", "last_delivered_at"]
         read_only_fields = fields
 
 

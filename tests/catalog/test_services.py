@@ -84,3 +84,20 @@ def test_any_order_and_duplication_converges_to_the_last_version(data, length, e
     assert row.deleted == ends_deleted
     assert row.title == last["data"]["title"]
     assert str(row.last_event_id) == last["event_id"]
+
+
+def test_the_audit_log_records_a_change_once_and_counts_its_deliveries(client):
+    from catalog_project.audit.models import ProductChange
+    from catalog_project.audit.services import product_changes_record
+
+    v1, v2 = event(70, 1), event(70, 2)
+    first = product_changes_record(events=parsed(v1, v2))
+    assert (first.applied, first.stale) == (2, 0)
+    # redelivered, and resent by a resync (the same event ids), one of them twice in a batch
+    again = product_changes_record(events=parsed(v2, v2, v1))
+    assert (again.applied, again.stale) == (0, 3)
+    rows = {c.version: c for c in ProductChange.objects.filter(product_id=70)}
+    assert {v: c.deliveries for v, c in rows.items()} == {1: 2, 2: 2}
+    assert rows[2].last_delivered_at >= rows[2].recorded_at
+    shown = client.get("/api/product-changes/?product_id=70").json()["results"]
+    assert [(c["version"], c["deliveries"]) for c in shown] == [(1, 2), (2, 2)]
