@@ -147,6 +147,79 @@ def drain_baseline(stack: Stack, mode: str, n: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+SAME_QUEUE = "bench.same"
+DRAIN_ROUNDS = 1 if SMALL else 3
+
+
+def publish_tasks_to_queue(stack: Stack, queue: str, n: int, per_message: int) -> None:
+    """The very task messages the worker drains (same encoder, same 100 events each), into a
+    quorum queue of the bench's own."""
+    with Connection(stack.env["CELERY_BROKER_URL"]) as conn:
+        q = Queue(queue, durable=True, queue_arguments={"x-queue-type": "quorum"})(
+            conn.default_channel)
+        q.declare()
+        q.purge()
+        producer = conn.Producer()
+        for first in range(1, n + 1, per_message):
+            events = [envelope(pid) for pid in range(first, min(first + per_message, n + 1))]
+            message = task_message_encode(events=events, origin="bench")
+            producer.publish(message.body, exchange="", routing_key=queue,
+                             headers=message.headers, **message.properties, retry=False)
+
+
+def drain_same(stack: Stack, n: int, processes: int) -> dict:
+    """The same-message ceiling: ``processes`` raw pika consumers of the same task messages."""
+    truncate_catalog(stack)
+    publish_tasks_to_queue(stack, SAME_QUEUE, n, PER_MESSAGE)
+    procs = [subprocess.Popen([sys.executable, "bench/consumers.py", "same", SAME_QUEUE, str(n)],
+                              cwd=REPO, env=stack.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+    outs = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=900)
+        assert proc.returncode == 0, stderr
+        outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    assert catalog_count(stack) == n and sum(o["events"] for o in outs) == n
+    busy = [o for o in outs if o["events"]]
+    seconds = max(o["last"] for o in busy) - min(o["first"] for o in busy)
+    cpu = max(o["cpu_last"] for o in busy) - min(o["cpu_first"] for o in busy)
+    return {"events": n, "seconds": seconds, "events_per_s": n / seconds,
+            "processes": processes, "events_per_message": PER_MESSAGE,
+            "cpu_ms_per_event": cpu / n * 1000}
+
+
+def db_limit(stack: Stack, n: int) -> dict:
+    truncate_catalog(stack)
+    out = subprocess.run([sys.executable, "bench/consumers.py", "db", "-", str(n)], cwd=REPO,
+                         env=stack.env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr
+    assert catalog_count(stack) == n
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _median_run(runs: list[dict]) -> dict:
+    ordered = sorted(runs, key=lambda r: r["events_per_s"])
+    return ordered[len(ordered) // 2] | {"rounds": [r["events_per_s"] for r in runs]}
+
+
+def drains_interleaved(stack: Stack, n: int) -> dict:
+    """Celery with 1 and 2 processes, the same-message ceiling with 1 and 2, and the database
+    alone, interleaved over DRAIN_ROUNDS rounds (this machine's speed drifts within minutes:
+    each ratio compares runs of the same rounds); the median run of each."""
+    runs: dict[str, list[dict]] = {k: [] for k in ("celery_1", "same_1", "celery_2", "same_2",
+                                                   "db")}
+    for i in range(DRAIN_ROUNDS):
+        log(f"drains, round {i + 1} of {DRAIN_ROUNDS}: Celery 1/2, same-message 1/2, db alone")
+        runs["celery_1"].append(drain_celery(stack, n, 1))
+        runs["same_1"].append(drain_same(stack, n, 1))
+        runs["celery_2"].append(drain_celery(stack, n, 2))
+        runs["same_2"].append(drain_same(stack, n, 2))
+        runs["db"].append(db_limit(stack, n))
+    with Connection(stack.env["CELERY_BROKER_URL"]) as conn:
+        conn.default_channel.queue_delete(SAME_QUEUE)
+    return {k: _median_run(v) for k, v in runs.items()}
+
+
 def fill_outbox(stack: Stack, n: int) -> None:
     now = datetime.now(UTC)
     rows = []
@@ -380,7 +453,9 @@ def chart(results: dict, path: Path) -> None:
     bars = [("seed-style\nconsumer", results["drain"]["seed"]["events_per_s"]),
             ("Celery\n1 process", results["drain"]["celery_1"]["events_per_s"]),
             ("Celery\n2 processes", results["drain"]["celery_2"]["events_per_s"]),
-            ("raw pika +\nbatched upsert", results["drain"]["raw"]["events_per_s"]),
+            ("raw pika,\nsame messages", results["drain"]["same_1"]["events_per_s"]),
+            ("raw pika,\nsame, 2 proc", results["drain"]["same_2"]["events_per_s"]),
+            ("database\nalone", results["drain"]["db"]["events_per_s"]),
             ("relay\n(confirms)", results["relay"]["events_per_s"])]
     colors = ["#999999", "#4c72b0", "#4c72b0", "#dd8452", "#55a868"]
     ax1.bar([b[0] for b in bars], [b[1] for b in bars], color=colors)
@@ -401,7 +476,8 @@ def chart(results: dict, path: Path) -> None:
 
 
 def table(r: dict) -> str:
-    d, seed, raw = r["drain"], r["drain"]["seed"]["events_per_s"], r["drain"]["raw"]["events_per_s"]
+    d, seed = r["drain"], r["drain"]["seed"]["events_per_s"]
+    eps = {k: d[k]["events_per_s"] for k in ("celery_1", "celery_2", "same_1", "same_2", "db")}
     best = max(d["celery_1"]["events_per_s"], d["celery_2"]["events_per_s"])
     http = {h["mode"]: h for h in r["http"] if h["pipeline"]}
     alone = {h["mode"]: h for h in r["http"] if not h["pipeline"]}
@@ -409,15 +485,22 @@ def table(r: dict) -> str:
     ratio_alone = paired_ratio(r["http_windows"], pipeline=False)
     lat200 = next((x for x in r["latency"] if x["rate"] == 200), None)
     rows = [
-        ("catalog drain, Celery, 1 process", f"{d['celery_1']['events_per_s']:,.0f} ev/s", ""),
-        ("catalog drain, Celery, 2 processes", f"{d['celery_2']['events_per_s']:,.0f} ev/s", ""),
+        ("catalog drain, Celery, 1 process", f"{eps['celery_1']:,.0f} ev/s", ""),
+        ("catalog drain, Celery, 2 processes", f"{eps['celery_2']:,.0f} ev/s", ""),
+        ("same messages, raw pika, 1 process (ceiling)", f"{eps['same_1']:,.0f} ev/s", ""),
+        ("same messages, raw pika, 2 processes (ceiling)", f"{eps['same_2']:,.0f} ev/s", ""),
+        ("the same upserts from memory (database alone)", f"{eps['db']:,.0f} ev/s", ""),
         ("seed-style consumer (auto-ack, ORM save)", f"{seed:,.0f} ev/s", ""),
-        ("raw pika + batched upsert (ceiling)", f"{raw:,.0f} ev/s", ""),
-        ("  machine CPU per event: Celery 2 proc / seed-style / ceiling",
-         " / ".join(f"{d[k]['cpu_ms_per_event']:.3f}" for k in ("celery_2", "seed", "raw"))
-         + " ms", ""),
+        ("  machine CPU per event: Celery 1 / ceiling 1 / Celery 2 / ceiling 2 / db",
+         " / ".join(f"{d[k]['cpu_ms_per_event']:.3f}" for k in
+                    ("celery_1", "same_1", "celery_2", "same_2", "db")) + " ms", ""),
+        (f"  drain / same-message ceiling, 1 process (median of {DRAIN_ROUNDS})",
+         f"{eps['celery_1'] / eps['same_1'] * 100:.0f}%", ">= 85%"),
+        (f"  drain / same-message ceiling, 2 processes (median of {DRAIN_ROUNDS})",
+         f"{eps['celery_2'] / eps['same_2'] * 100:.0f}%", ">= 85%"),
+        ("  same-message ceiling (best) / database alone",
+         f"{max(eps['same_1'], eps['same_2']) / eps['db'] * 100:.0f}%", ""),
         ("  drain vs seed-style", f"{best / seed:.1f}x", ">= 5x"),
-        ("  drain vs ceiling", f"{best / raw * 100:.0f}%", ">= 60%"),
         ("relay, outbox -> broker with confirms", f"{r['relay']['events_per_s']:,.0f} ev/s",
          ">= 5,000 ev/s"),
     ]
@@ -474,7 +557,7 @@ def whole_system_bound(r: dict) -> float:
     least what the raw batched ceiling consumer spends on it (no relay, no broker publish)."""
     off = next(h for h in r["http"] if not h["pipeline"] and h["mode"] == "off")
     path = paired_ratio(r["http_windows"], pipeline=False)["median"]
-    per_event = r["drain"]["raw"]["cpu_ms_per_event"]
+    per_event = r["drain"]["same_1"]["cpu_ms_per_event"]
     return 1 / (1 / path + per_event / off["cpu_ms_per_request"])
 
 
@@ -499,12 +582,11 @@ def main() -> None:
     with running_stack("bench", start=("admin", "catalog", "worker"),
                        overrides=overrides) as stack:
         stack.kill("worker")  # the topology is declared; drains start with a full queue
-        log(f"catalog drain: {N:,} events, Celery with 1 and 2 processes")
-        results["drain"] = {"celery_1": drain_celery(stack, N, 1),
-                            "celery_2": drain_celery(stack, N, 2)}
-        log("seed-style consumer and raw batched ceiling")
+        log(f"catalog drain: {N:,} events, Celery vs the same messages consumed raw, "
+            f"{DRAIN_ROUNDS} interleaved rounds")
+        results["drain"] = drains_interleaved(stack, N)
+        log("seed-style consumer")
         results["drain"]["seed"] = drain_baseline(stack, "seed", N)
-        results["drain"]["raw"] = drain_baseline(stack, "raw", N)
         log(f"relay: {N:,} outbox rows")
         results["relay"] = relay_throughput(stack, N)
         stack.sql("admin", "TRUNCATE products_outboxevent")
