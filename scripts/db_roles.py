@@ -8,12 +8,13 @@ that URL (no secret in the repository). An unset URL, or one naming the owner it
 that process then connects as the owner (`make run` with nothing set).
 
   ADMIN_WEB_DATABASE_URL       admin web: products, tombstones, outbox inserts, auth, sessions,
-                               the Django admin
+                               the Django admin; also `resync` / `reconcile` run with it
   ADMIN_RELAY_DATABASE_URL     relay: read, claim, mark and purge outbox rows; nothing else
   CATALOG_WEB_DATABASE_URL     catalog web: SELECT on the catalog and audit tables it serves
   CATALOG_WORKER_DATABASE_URL  catalog worker: upsert catalog products; nothing of the admin's
   AUDIT_WORKER_DATABASE_URL    audit worker: append to the audit log only
 
+`restore_fence` (it moves the id sequence) and `migrate` run as the owner.
 Every grant is written out below, per table; a table no role is listed for is the owner's alone.
 PUBLIC loses CONNECT and TEMPORARY on both databases and CREATE on their `public` schema, so a
 role reaches only the database it is granted, and no role creates or drops anything.
@@ -36,6 +37,8 @@ ROLES: dict[str, tuple[str, dict[str, str]]] = {
     "ADMIN_WEB": ("ADMIN", {
         "products_product": "SELECT, INSERT, UPDATE, DELETE",
         "products_producttombstone": "SELECT, INSERT, UPDATE, DELETE",
+        # `resync` and `reconcile --repair`, run in the admin's container (not by the relay)
+        "products_resynccheckpoint": "SELECT, INSERT, UPDATE, DELETE",
         # the request path inserts; the Django admin lists, returns set-aside rows to pending
         # and deletes sent ones; the outbox gauges on /metrics count
         "products_outboxevent": "SELECT, INSERT, UPDATE, DELETE",

@@ -25,6 +25,7 @@ ADMIN_AUTH = ("auth_user", "auth_group", "auth_user_groups", "auth_group_permiss
 EXPECTED: dict[str, tuple[str, dict[str, set[str]]]] = {
     "ADMIN_WEB": ("admin", {
         "products_product": RW, "products_producttombstone": RW, "products_outboxevent": RW,
+        "products_resynccheckpoint": RW,  # resync and reconcile are run with this role
         **{t: RW for t in ADMIN_AUTH}, "authtoken_token": RW, "django_session": RW,
         "django_admin_log": RW, "django_content_type": {"select"}, "auth_permission": {"select"},
     }),
