@@ -23,9 +23,18 @@ def execute(query, params=None) -> None:
         cur.execute(query, params)
 
 
-def database_url(name: str) -> str:
+def database_url(name: str, user: str | None = None, password: str | None = None) -> str:
+    """The URL of database ``name`` on the test server, as its owner or as ``user``."""
     parts = urlsplit(SERVER_URL)
-    return f"{parts.scheme}://{parts.netloc}/{name}"
+    if user is None:
+        return f"{parts.scheme}://{parts.netloc}/{name}"
+    login = user if password is None else f"{user}:{password}"
+    return f"{parts.scheme}://{login}@{parts.hostname}:{parts.port or 5432}/{name}"
+
+
+def role_drop(name: str) -> None:
+    """Drop a login role (after the databases it had grants in are dropped)."""
+    execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
 def database_exists(name: str) -> bool:

@@ -1,5 +1,6 @@
 """Prepare a local machine for `make run`: check services, create databases, migrate,
-collect static files, create the superuser. Idempotent; safe to run every time.
+collect static files, create the superuser,
+grant each process's database role (scripts/db_roles.py). Idempotent; safe to run every time.
 
 Reads the same environment as the apps (.env at the repository root, then the process env)."""
 
@@ -84,6 +85,9 @@ def main() -> None:
         manage(project, "collectstatic", "--no-input", "-v", "0")
         print(f"{project}: migrated, static files collected")
     manage("admin_project", "ensure_superuser")
+    # after every migrate, so the tables of a new migration get their grants too
+    subprocess.run([sys.executable, str(REPO / "scripts" / "db_roles.py")], check=True,
+                   env=dict(os.environ))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from harness.stack import env_example, http_up
 from harness.waiting import wait_until
 
 REPO = processes.REPO
+DB_ROLES = ("ADMIN_WEB", "ADMIN_RELAY", "CATALOG_WEB", "CATALOG_WORKER", "AUDIT_WORKER")
 
 
 @dataclass
@@ -79,6 +80,13 @@ def stack():
         user, secret = f"e2e-{role.lower()}-{suffix}", uuid.uuid4().hex
         values[f"{role}_BROKER_USER"], values[f"{role}_BROKER_PASSWORD"] = user, secret
         values[f"{role}_BROKER_URL"] = f"amqp://{user}:{secret}@127.0.0.1:5672/{vhost}"
+    # ... and its own least-privilege database role (scripts/db_roles.py, run by bootstrap):
+    # the whole e2e suite proves the grants are enough. Roles are server-wide: unique names.
+    db_roles = [f"e2e_{key.lower()}_{suffix}" for key in DB_ROLES]
+    for key, role in zip(DB_ROLES, db_roles, strict=True):
+        values[f"{key}_DATABASE_URL"] = pg.database_url(
+            admin_db if key.startswith("ADMIN") else catalog_db, user=role,
+            password=uuid.uuid4().hex)
     users = subprocess.run([sys.executable, "scripts/broker_users.py", "--rabbitmqctl",
                             "--vhost", vhost], cwd=REPO, env=processes.base_env(**values),
                            capture_output=True, text=True, timeout=120)
@@ -126,3 +134,5 @@ def stack():
                                capture_output=True, timeout=60)
         pg.database_drop(admin_db)
         pg.database_drop(catalog_db)
+        for role in db_roles:  # their grants went with the databases
+            pg.role_drop(role)
