@@ -33,28 +33,6 @@ def connection_users(vhost: str) -> set[str]:
     return users
 
 
-def _alarms() -> str:
-    return subprocess.run(["rabbitmq-diagnostics", "-q", "alarms"], capture_output=True,
-                          text=True, timeout=60).stdout
-
-
-@contextlib.contextmanager
-def memory_alarm(restore_to: str = "0.4"):
-    """Set the memory high watermark so low that the memory alarm fires (publishers blocked),
-    and always restore it."""
-    from harness.waiting import wait_until
-
-    _ctl("set_vm_memory_high_watermark", "0.0001")
-    try:
-        wait_until(lambda: "memory alarm" in _alarms().lower(), timeout=30, interval=0.2,
-                   message="the memory alarm")
-        yield
-    finally:
-        _ctl("set_vm_memory_high_watermark", restore_to)
-        wait_until(lambda: "memory alarm" not in _alarms().lower(), timeout=60, interval=0.2,
-                   message="the memory alarm to clear")
-
-
 def close_all_connections(reason: str = "fault injection") -> None:
     _ctl("close_all_connections", reason)
 

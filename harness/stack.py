@@ -176,6 +176,19 @@ class Stack:
         resp.raise_for_status()
         return resp.json()
 
+    def dlq_distinct(self, queue: str = "catalog.products.dlq") -> tuple[int, int]:
+        """(messages, distinct messages by body and park reason) in ``queue``, read without
+        removing any (a publish that timed out may still arrive later: copies)."""
+        with amqp.broker_connection_to(self.env["CELERY_BROKER_URL"]) as conn:
+            channel = conn.channel()
+            seen, total = set(), 0
+            while (raw := channel.basic_get(queue, no_ack=False)) is not None:
+                total += 1
+                headers = raw.properties.get("application_headers") or {}
+                seen.add((repr(raw.body), str(headers.get("x-park-reason"))))
+            channel.close()  # unacked: all back in the queue
+            return total, len(seen)
+
     def dlq_depth(self, queue: str = "catalog.products.dlq") -> int:
         with amqp.broker_connection_to(self.env["CELERY_BROKER_URL"]) as conn:
             _, count, _ = conn.default_channel.queue_declare(queue, passive=True)
@@ -184,7 +197,11 @@ class Stack:
 
 @contextlib.contextmanager
 def running_stack(name: str, *, start=("admin", "catalog", "relay", "worker"),
-                  overrides: dict[str, str] | None = None):
+                  overrides: dict[str, str] | None = None, broker=None):
+    """``broker``: a ``harness.private_rabbit.PrivateNode`` to run on instead of the shared
+    RabbitMQ (for faults that must not touch it, such as an alarm)."""
+    create, delete = ((broker.vhost_create, broker.vhost_delete) if broker is not None
+                      else (vhost_create, vhost_delete))
     suffix = uuid.uuid4().hex[:8]
     vhost = f"{name}-{suffix}"
     admin_db, catalog_db = f"{name}_admin_{suffix}", f"{name}_catalog_{suffix}"
@@ -207,7 +224,7 @@ def running_stack(name: str, *, start=("admin", "catalog", "relay", "worker"),
         "ADMIN_RECONCILE_EVERY_SECONDS": "0",
         "ADMIN_DATABASE_URL": pg.database_url(admin_db),
         "CATALOG_DATABASE_URL": pg.database_url(catalog_db),
-        "CELERY_BROKER_URL": vhost_create(vhost),
+        "CELERY_BROKER_URL": create(vhost),
         "DJANGO_SUPERUSER_PASSWORD": "faults-" + uuid.uuid4().hex,
         "ADMIN_DEBUG": "false", "CATALOG_DEBUG": "false",
         "ADMIN_RELAY_MAX_BACKOFF_SECONDS": "2",
@@ -238,7 +255,7 @@ def running_stack(name: str, *, start=("admin", "catalog", "relay", "worker"),
         for runs in stack.procs.values():
             for proc in runs:
                 proc.stop(timeout=20)
-        vhost_delete(vhost)
+        delete(vhost)
         pg.database_drop(admin_db)
         pg.database_drop(catalog_db)
 

@@ -7,7 +7,9 @@
   saying what differs and how to fix it.
 * Messages Celery cannot even turn into a task are parked in the dead-letter queue with a reason,
   instead of being acked away (undecodable body: Celery's default) or rejected without one
-  (unknown task, refused content type, malformed message)."""
+  (unknown task, refused content type, malformed message). If that park's publish gets no
+  confirm within its bounds (a broker alarm), the message is requeued after a pause instead
+  (workers/confirming.py), never acked."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from vine import promise
 
 from catalog_project.topology import TopologyMismatch, products_exchange
 from product_events.broker import EVENTS_EXCHANGE, SharedExchangeMissing, exchange_ensure
-from workers import parking
+from workers import confirming, parking
 from workers.preflight import task_message_problem
 
 logger = get_logger("workers.consumer")
@@ -80,11 +82,25 @@ class SubscriberConsumer(Consumer):
     def _park(self, message, reason: str) -> None:
         try:
             parking.park_message(app=self.app, message=message, reason=reason)
+        except confirming.PUBLISH_UNKNOWN as exc:
+            # The broker is blocked (alarm) or away: the copy may or may not be in the DLQ.
+            # Keep the original unacked and requeue it after a pause, off the consumer loop's
+            # timer (the loop goes on: heartbeats, other messages).
+            pause = confirming.publish_failed_pause((message.headers or {}).get(
+                "x-delivery-count"))
+            logger.warning("could not park message (%s: %s); requeueing it in %.0fs",
+                           type(exc).__name__, exc, pause)
+            self.timer.call_after(pause, self._requeue, (message,))
+            return
         except Exception:  # noqa: BLE001 - fall back to the queue's own dead-lettering
             logger.exception("could not park message; rejecting it to the dead-letter exchange")
             message.reject_log_error(logger, self.connection_errors)
             return
         message.ack()
+
+    def _requeue(self, message) -> None:
+        if not message.acknowledged:
+            message.reject_log_error(logger, self.connection_errors, requeue=True)
 
     def on_decode_error(self, message, exc):
         logging.getLogger("workers.consumer").error(

@@ -10,7 +10,9 @@ subscriber-specific (queues, retry policy, metrics) comes from ``self.app.subscr
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections import OrderedDict
 
 from billiard.exceptions import WorkerLostError
@@ -22,8 +24,8 @@ from django.db import InterfaceError, OperationalError, connections
 
 from common.trace import trace_id_set
 from product_events import contract
-from workers import parking
-from workers.confirming import confirming_producer
+from workers import confirming, parking
+from workers.confirming import confirming_producer, publish_options
 
 logger = logging.getLogger("workers.handling")
 contract.schema_validator()  # compile the JSON Schema once, before the pool forks
@@ -130,7 +132,7 @@ class ProductEventsTask(Task):
         except TRANSIENT_ERRORS as exc:
             _close_broken_db_connections()
             if invalid:  # park the bad ones now; retry only the good ones
-                parking.park_events(app=self.app, request=self.request, items=invalid)
+                self._park(invalid)
             return self._retry_or_park([ev.as_dict() for ev in valid], exc,
                                        already_parked=len(invalid))
         except Exception as exc:  # noqa: BLE001
@@ -140,7 +142,7 @@ class ProductEventsTask(Task):
 
         self._applied(result, trace_ids)
         if invalid:
-            parking.park_events(app=self.app, request=self.request, items=invalid)
+            self._park(invalid)
         return {"applied": result.applied, "stale": result.stale, "parked": len(invalid)}
 
     def _retry_or_park(self, good: list[dict], exc: Exception, already_parked: int):
@@ -148,23 +150,52 @@ class ProductEventsTask(Task):
         if self.request.retries >= retry.max_retries:
             reason = (f"retry budget spent ({self.request.retries} retries): "
                       f"{type(exc).__name__}: {exc}")
-            parking.park_events(app=self.app, request=self.request,
-                                items=[(ev, reason) for ev in good])
+            self._park([(ev, reason) for ev in good])
             return {"applied": 0, "stale": 0, "parked": len(good) + already_parked}
         countdown = retry.countdown(self.request.retries)
         self.subscriber.metrics.retried()
         logger.warning("transient error applying %d events (%s); retry %d in %ds",
                        len(good), exc, self.request.retries + 1, countdown)
         sub = self.subscriber.subscription
-        with confirming_producer(self.app) as producer:  # sent and confirmed, or this raises
-            # Through the subscriber's own delay queues (catalog_project/topology.py): the
-            # message waits `countdown` seconds there, then comes back to its queue only.
-            signal = self.retry(kwargs=contract.task_kwargs(good), exc=exc, countdown=0,
-                                exchange=sub.delay_entry,
-                                routing_key=sub.delayed_routing_key(countdown),
-                                producer=producer, throw=False,
-                                kwargsrepr=contract.task_summary(good))
+        with self._publishing():
+            try:
+                with confirming_producer(self.app) as producer:  # sent and confirmed, or raises
+                    # Through the subscriber's own delay queues (catalog_project/topology.py):
+                    # the message waits `countdown` seconds there, then comes back to its queue.
+                    signal = self.retry(kwargs=contract.task_kwargs(good), exc=exc, countdown=0,
+                                        exchange=sub.delay_entry,
+                                        routing_key=sub.delayed_routing_key(countdown),
+                                        producer=producer, throw=False,
+                                        kwargsrepr=contract.task_summary(good),
+                                        **publish_options())
+            except Reject as rejected:  # Task.retry turns a failed publish into Reject(exc)
+                if isinstance(rejected.reason, confirming.PUBLISH_UNKNOWN):
+                    raise rejected.reason from None
+                raise
         raise signal from exc
+
+    def _park(self, items) -> None:
+        with self._publishing():
+            parking.park_events(app=self.app, request=self.request, items=items)
+
+    @contextlib.contextmanager
+    def _publishing(self):
+        """A park or retry publish that got no confirm within its bounds (a broker alarm, the
+        broker away): its outcome is unknown, so the original message is neither acked nor
+        dead-lettered. This pool process holds it for a pause (doubling per delivery) and then
+        requeues it (docs/operations.md, "During a broker alarm"); the consumer loop and the
+        other pool processes go on meanwhile."""
+        try:
+            yield
+        except confirming.PUBLISH_UNKNOWN as exc:
+            # well inside the task's soft time limit (which would fail the task instead)
+            limit = self.app.conf.task_soft_time_limit or self.app.conf.task_time_limit or 300
+            pause = min(confirming.publish_failed_pause(self.request.get("x-delivery-count")),
+                        limit / 2)
+            logger.warning("publish failed (%s: %s); message %s requeued in %.0fs",
+                           type(exc).__name__, exc, self.request.id, pause)
+            time.sleep(pause)  # bounded; keeps the message from spinning through its limit
+            raise Reject(f"publish failed: {type(exc).__name__}: {exc}", requeue=True) from exc
 
     def _applied(self, result, trace_ids) -> None:
         """Metrics, and one log line per batch naming what changed and the trace id(s)."""
@@ -191,7 +222,7 @@ class ProductEventsTask(Task):
             stale += result.stale
             self._applied(result, [event.trace_id] if event.trace_id else [])
         if invalid:
-            parking.park_events(app=self.app, request=self.request, items=invalid)
+            self._park(invalid)
         return {"applied": applied, "stale": stale, "parked": len(invalid)}
 
 

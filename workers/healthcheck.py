@@ -1,12 +1,27 @@
 """The workers' health check (compose.yaml): ``python -m workers.healthcheck catalog`` exits 0
 only if this host's worker of that subscriber answers *and* consumes its queue. A ping alone
-stays green for a worker whose consumer was cancelled (``celery control cancel_consumer``)."""
+stays green for a worker whose consumer was cancelled (``celery control cancel_consumer``).
+
+Bounded: a broker that does not read (an alarm blocks the inspect request's publish) makes it
+exit 1 after the inspect timeout plus ``CATALOG_BROKER_CONNECT_TIMEOUT`` and
+``CATALOG_BROKER_IO_TIMEOUT``, never hang."""
 
 from __future__ import annotations
 
 import importlib
+import signal
 import socket
 import sys
+
+INSPECT_TIMEOUT = 5.0
+
+
+class _Deadline(Exception):
+    pass
+
+
+def _deadline(*_args):
+    raise _Deadline
 
 
 def main(argv: list[str]) -> int:
@@ -17,7 +32,25 @@ def main(argv: list[str]) -> int:
     app = importlib.import_module(f"workers.{name}").app
     node = f"{name}@{socket.gethostname()}"
     want = app.subscriber.subscription.queue_name
-    replies = app.control.inspect(destination=[node], timeout=5).active_queues() or {}
+    from django.conf import settings
+
+    io = settings.CATALOG_BROKER_IO_TIMEOUT
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options,
+                                         "read_timeout": io, "write_timeout": io}
+    bound = INSPECT_TIMEOUT + settings.CATALOG_BROKER_CONNECT_TIMEOUT + io
+    signal.signal(signal.SIGALRM, _deadline)
+    signal.setitimer(signal.ITIMER_REAL, bound)
+    try:
+        replies = app.control.inspect(destination=[node],
+                                      timeout=INSPECT_TIMEOUT).active_queues() or {}
+    except _Deadline:
+        print(f"{node}: no answer within {bound:.0f}s (broker blocked?)", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - any broker error is "unhealthy", said in a line
+        print(f"{node}: broker error ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
     if node not in replies:
         print(f"{node}: no answer", file=sys.stderr)
         return 1

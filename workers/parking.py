@@ -4,7 +4,8 @@ A parked event is a normal task message (same task name, ``kwargs={"events": [ev
 the subscriber's DLQ (``catalog.products.dlq``, ``audit.products.dlq``) with headers
 ``x-park-reason``, ``x-parked-from-task`` and ``x-parked-by``. Replaying it is republishing it
 to the subscriber's queue as it is. Publishing uses publisher confirms; only then is the original
-message acked."""
+message acked. Every wait is bounded (workers/confirming.py): a publish that gets no confirm
+raises, and the caller keeps the original (requeued after a pause, never acked)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import logging
 import socket
 
 from product_events import contract
-from workers.confirming import confirming_producer
+from workers.confirming import confirming_producer, publish_options
 
 logger = logging.getLogger("workers.parking")
 
@@ -43,6 +44,7 @@ def park_events(*, app, request, items: list[tuple[object, str]]) -> None:
                 },
                 kwargsrepr=_safe_summary(events),
                 argsrepr="[]",
+                **publish_options(),
             )
     app.subscriber.metrics.dead_lettered(len(items), kind="event")
 
@@ -65,7 +67,7 @@ def park_message(*, app, message, reason: str) -> None:
             routing_key=subscription.dlq_name, headers=headers,
             content_type=message.content_type or "application/octet-stream",
             content_encoding=message.content_encoding or "binary",
-            delivery_mode=2, mandatory=True, retry=False, declare=[],
+            delivery_mode=2, mandatory=True, retry=False, declare=[], **publish_options(),
         )
     app.subscriber.metrics.dead_lettered(1, kind="message")
 

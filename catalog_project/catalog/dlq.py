@@ -2,13 +2,19 @@
 
 A message is selected by its Celery task id (header ``id``) or by the event id of any event it
 carries. Listing never removes anything: messages are read without ack and the channel is closed,
-which returns them to the queue."""
+which returns them to the queue.
+
+Every broker wait is bounded (``CATALOG_BROKER_CONNECT_TIMEOUT``, ``CATALOG_BROKER_IO_TIMEOUT``,
+``CATALOG_BROKER_CONFIRM_TIMEOUT``): during a broker alarm a replay's publish fails within them
+(``ReplayFailed``), the message it was for stays in the DLQ (its copy may still arrive: a replay
+is harmless twice), and so does every message not replayed yet."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 
+from django.conf import settings
 from kombu import Connection
 
 from catalog_project import topology
@@ -71,15 +77,22 @@ def _describe(index: int, message) -> Parked:
                   events=[e for e in events if e], summary=str(summary)[:200], message=message)
 
 
+class ReplayFailed(Exception):
+    """A replay's publish got no confirm within its bounds; nothing was removed for it."""
+
+
 class DeadLetters:
     """The dead-letter queue of one subscriber (default: the catalog's)."""
 
     def __init__(self, broker_url: str, subscriber: topology.Subscription = topology.CATALOG):
-        self.conn = Connection(broker_url, connect_timeout=10,
-                               transport_options={"confirm_publish": True})
+        io = settings.CATALOG_BROKER_IO_TIMEOUT
+        self.conn = Connection(broker_url, connect_timeout=settings.CATALOG_BROKER_CONNECT_TIMEOUT,
+                               transport_options={"confirm_publish": True, "read_timeout": io,
+                                                  "write_timeout": io})
         self.subscriber = subscriber
         self.queue = subscriber.dlq_name
         self.channel = None
+        self.broken = False
 
     def __enter__(self):
         self.conn.ensure_connection(max_retries=2)
@@ -88,6 +101,11 @@ class DeadLetters:
         return self
 
     def __exit__(self, *exc):
+        if self.broken:
+            # no goodbye to a broker that does not read (an alarm): drop the socket; the
+            # broker returns every unacked message to the DLQ when it sees it close
+            self.conn.collect()
+            return
         try:
             self.channel.close()  # unacked messages go back to the queue
         finally:
@@ -106,15 +124,28 @@ class DeadLetters:
         """Republish to the subscriber's queue (through its private exchange: no other
         subscriber sees it again), confirmed, then remove from the DLQ."""
         producer = self.conn.Producer()
+        done = 0
         for p in parked:
             m = p.message
             headers = {k: v for k, v in (m.headers or {}).items()
                        if k not in REPLAY_DROP_HEADERS}
-            producer.publish(m.body, exchange=self.subscriber.exchange.name,
-                             routing_key=self.subscriber.queue.routing_key, headers=headers,
-                             content_type=m.content_type, content_encoding=m.content_encoding,
-                             delivery_mode=2, mandatory=True, retry=False)
+            try:
+                producer.publish(m.body, exchange=self.subscriber.exchange.name,
+                                 routing_key=self.subscriber.queue.routing_key, headers=headers,
+                                 content_type=m.content_type,
+                                 content_encoding=m.content_encoding, delivery_mode=2,
+                                 mandatory=True, retry=False,
+                                 confirm_timeout=settings.CATALOG_BROKER_CONFIRM_TIMEOUT,
+                                 timeout=settings.CATALOG_BROKER_CONFIRM_TIMEOUT)
+            except (OSError, *self.conn.connection_errors, *self.conn.channel_errors) as exc:
+                self.broken = True
+                raise ReplayFailed(
+                    f"replay of task {p.task_id or '?'} got no confirm from the broker "
+                    f"({type(exc).__name__}: {exc or 'timed out'}); {done} replayed, "
+                    f"{len(parked) - done} left in {self.queue} (a broker alarm? "
+                    "rabbitmq-diagnostics alarms)") from exc
             m.ack()
+            done += 1
         return len(parked)
 
     def purge(self) -> int:

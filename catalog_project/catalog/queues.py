@@ -34,7 +34,11 @@ from kombu import Connection
 
 from catalog_project.topology import SUBSCRIBERS, Subscription
 
-CONFIRM_TIMEOUT = 30.0
+
+def _confirm_timeout() -> float:
+    from django.conf import settings
+
+    return settings.CATALOG_BROKER_CONFIRM_TIMEOUT
 MOVE_DROP_HEADERS = ("x-delivery-count",)  # set by the quorum queue that delivered it
 
 
@@ -49,7 +53,14 @@ class QueueState:
 
 
 def broker_connection(url: str) -> Connection:
-    return Connection(url, connect_timeout=10, transport_options={"confirm_publish": True})
+    """Confirms on, and every wait bounded (``CATALOG_BROKER_*_TIMEOUT``): during a broker
+    alarm a move's publish fails instead of hanging; the command stops and can be run again."""
+    from django.conf import settings
+
+    io = settings.CATALOG_BROKER_IO_TIMEOUT
+    return Connection(url, connect_timeout=settings.CATALOG_BROKER_CONNECT_TIMEOUT,
+                      transport_options={"confirm_publish": True, "read_timeout": io,
+                                         "write_timeout": io})
 
 
 def _passive(conn: Connection, name: str) -> tuple[int, int] | None:
@@ -222,7 +233,7 @@ class QueueUpgrade:
                                                    **properties),
                                       exchange=self.sub.exchange.name,
                                       routing_key=self.sub.queue_name, mandatory=True,
-                                      confirm_timeout=CONFIRM_TIMEOUT)
+                                      confirm_timeout=_confirm_timeout())
                 channel.basic_ack(raw.delivery_tag)
                 moved += 1
 

@@ -102,6 +102,16 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # round trip. Retries and parked events use a confirming producer (workers/confirming.py).
     "connect_timeout": env.float("CATALOG_BROKER_CONNECT_TIMEOUT", default=5.0),
 }
+# Bounds of every confirmed publish of the worker (park, retry: workers/confirming.py), of
+# `dlq replay` and of `topology upgrade` (docs/operations.md, "During a broker alarm"): each
+# socket read/write, and the wait for the broker's confirm, in seconds.
+CATALOG_BROKER_CONNECT_TIMEOUT = CELERY_BROKER_TRANSPORT_OPTIONS["connect_timeout"]
+CATALOG_BROKER_IO_TIMEOUT = env.float("CATALOG_BROKER_IO_TIMEOUT", default=10.0)
+CATALOG_BROKER_CONFIRM_TIMEOUT = env.float("CATALOG_BROKER_CONFIRM_TIMEOUT", default=10.0)
+# A park or retry publish that failed (broker blocked or away): the original message is held
+# unacked this long (doubled per earlier delivery, capped) and then requeued.
+CATALOG_PUBLISH_FAILED_PAUSE = env.float("CATALOG_PUBLISH_FAILED_PAUSE", default=5.0)
+CATALOG_PUBLISH_FAILED_PAUSE_MAX = env.float("CATALOG_PUBLISH_FAILED_PAUSE_MAX", default=300.0)
 CELERY_TASK_TIME_LIMIT = env.int("CATALOG_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CATALOG_TASK_SOFT_TIME_LIMIT", default=240)
 # Celery's Django fixup closes the database connection before and after EVERY task unless this is

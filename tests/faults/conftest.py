@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import pytest
 
-from harness import processes
+from harness import private_rabbit, processes
 from harness.stack import Stack, wait_converged
 
 
@@ -32,9 +32,14 @@ RESULTS: list[Row] = []
 
 class Report:
     def finish(self, stack: Stack, scenario: str, *, fault_end: float, expect_parked: int = 0,
-               expect_set_aside: int = 0, deadline: float = 120) -> Row:
+               expect_set_aside: int = 0, deadline: float = 120,
+               parked_copies: bool = False) -> Row:
         """Wait for convergence, record the row, then assert: nothing lost, outbox drained,
-        exactly the injected poison parked (DLQ) or set aside (by the relay)."""
+        exactly the injected poison parked (DLQ) or set aside (by the relay).
+
+        ``parked_copies``: park publishes timed out during the fault and may have arrived
+        later, so the DLQ may hold copies of a poison message: count distinct ones as parked,
+        the copies as duplicates."""
         try:
             wait_converged(stack, deadline)
             seconds = round(time.monotonic() - fault_end, 1)
@@ -46,9 +51,14 @@ class Report:
         sent, pending = stack.outbox()
         totals = stack.worker_totals()
         parked = stack.dlq_depth()
+        copies = 0
+        if parked_copies:
+            total, parked = stack.dlq_distinct()
+            copies = total - parked
         set_aside = stack.set_aside()
         row = Row(scenario=scenario, sent=sent, applied=totals["applied"], lost=drift + pending,
-                  duplicates=totals["stale"], parked=parked + set_aside, seconds=seconds,
+                  duplicates=totals["stale"] + copies, parked=parked + set_aside,
+                  seconds=seconds,
                   ok=seconds is not None and drift == 0 and pending == 0
                   and parked == expect_parked and set_aside == expect_set_aside)
         RESULTS.append(row)
@@ -63,6 +73,14 @@ class Report:
 @pytest.fixture
 def report() -> Report:
     return Report()
+
+
+@pytest.fixture
+def private_rabbit_node():
+    """A RabbitMQ node of this test alone (alarms must never be raised on the shared broker);
+    stopped and deleted in the finalizer."""
+    with private_rabbit.node("faults") as node:
+        yield node
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -221,11 +221,12 @@ def test_poison_of_every_kind_mixed_into_a_valid_stream(report):
         assert any("product." in (t.get("kwargs") or "") for t in done.values())
 
 
-def test_memory_alarm_while_the_relay_publishes(report):
+def test_memory_alarm_while_the_relay_publishes(report, private_rabbit_node):
+    """On a private node (an alarm on the shared broker would hang everyone's tests)."""
     overrides = {"ADMIN_RELAY_IO_TIMEOUT": "3", "ADMIN_RELAY_CONFIRM_TIMEOUT": "3"}
-    with running_stack("f-memalarm", overrides=overrides) as stack:
+    with running_stack("f-memalarm", overrides=overrides, broker=private_rabbit_node) as stack:
         admin = stack.admin_session()
-        with rabbit.memory_alarm():
+        with private_rabbit_node.memory_alarm():
             for i in range(20):
                 t0 = time.monotonic()
                 r = admin.post(f"{stack.admin}/api/products/", timeout=10,
@@ -237,6 +238,80 @@ def test_memory_alarm_while_the_relay_publishes(report):
             assert stack.outbox()[1] > 0
         report.finish(stack, "memory alarm while the relay publishes",
                       fault_end=time.monotonic())
+
+
+ALARM_BOUNDS = {"CATALOG_BROKER_IO_TIMEOUT": "2", "CATALOG_BROKER_CONFIRM_TIMEOUT": "2",
+                "CATALOG_PUBLISH_FAILED_PAUSE": "1", "CATALOG_PUBLISH_FAILED_PAUSE_MAX": "2",
+                "ADMIN_RELAY_IO_TIMEOUT": "2", "ADMIN_RELAY_CONFIRM_TIMEOUT": "2"}
+
+
+def worker_ping(stack, timeout: float = 5) -> subprocess.CompletedProcess:
+    return subprocess.run(["celery", "-A", "workers.catalog", "inspect", "ping", "-t",
+                           str(timeout)], cwd=processes.REPO, env=stack.env,
+                          capture_output=True, text=True, timeout=timeout + 30)
+
+
+@pytest.mark.quick
+def test_broker_memory_alarm_during_parking(report, private_rabbit_node):
+    """Issue 11, finding 5, on a private node: a worker asked to park poison while the broker's
+    memory alarm blocks every publisher does not freeze (its consumer loop applies the other
+    events meanwhile), neither acks nor loses the poison (requeued after a pause), and parks it
+    once the alarm clears; `dlq replay` during an alarm exits 1 within its bounds, removing
+    nothing."""
+    node = private_rabbit_node
+    with running_stack("f-alarmpark", broker=node, overrides=ALARM_BOUNDS) as stack:
+        finished(stack.generate(150, updates=30))
+        wait_converged(stack, 120)
+        stack.kill("worker")
+        finished(stack.generate(100, updates=20))  # these wait in catalog.products
+        wait_until(lambda: stack.outbox()[1] == 0, timeout=60, message="relay to publish")
+        (valid,) = stack.sql("admin", "SELECT payload FROM products_outboxevent LIMIT 1")[0]
+        bad_field = json.loads(json.dumps(valid))
+        bad_field["data"]["price"] = "free"
+        publish(stack, b'[[], {"events": [')  # undecodable: parked by the consumer loop
+        publish(stack, task_body([bad_field]))  # an invalid event: parked by a pool process
+        before = applied(stack)
+        with node.memory_alarm():
+            stack.start("worker")
+            stack.wait_worker_ready()
+            # the consumer loop goes on: the other events are applied during the alarm
+            wait_until(lambda: applied(stack) >= before + 100, timeout=90, interval=0.2,
+                       message=lambda: f"events applied during the alarm "
+                                       f"({applied(stack) - before})")
+            # both parks failed within their bounds, twice each: requeued, never acked
+            logs = lambda: stack.logs("worker")  # noqa: E731
+            wait_until(lambda: logs().count("could not park message") >= 2
+                       and logs().count("publish failed") >= 2, timeout=60, interval=0.2,
+                       message=lambda: f"parks to fail and requeue:\n{stack.proc('worker').tail()}")
+            assert stack.proc("worker").alive()
+            assert stack.dlq_depth() == 0
+            conns = node.ctl("list_connections", "user", "state").stdout
+            # the consuming connections have not published: "blocking", not "blocked", so the
+            # broker still reads their acks and heartbeats
+            assert "\tblocking" in conns, conns
+        fault_end = time.monotonic()
+        ping = worker_ping(stack)
+        assert ping.returncode == 0 and "pong" in ping.stdout, ping.stdout + ping.stderr
+        row = report.finish(stack, "broker memory alarm during parking", fault_end=fault_end,
+                            expect_parked=2, parked_copies=True)
+        assert row.applied >= 250
+        parked_before = stack.dlq_depth()
+
+        # dlq replay during an alarm: bounded, non-zero, nothing removed
+        with node.memory_alarm():
+            t0 = time.monotonic()
+            replay = stack.manage("catalog_project", "dlq", "replay", "--all", timeout=120)
+            took = time.monotonic() - t0
+            assert replay.returncode == 1, replay.stdout + replay.stderr
+            assert "no confirm from the broker" in replay.stderr
+            assert len(replay.stderr.strip().splitlines()) == 1, replay.stderr
+            assert took < 25, f"dlq replay took {took:.1f}s"
+        # every parked message is back in the DLQ (and a replay copy may have reached the
+        # worker, which parks it again: never fewer)
+        wait_until(lambda: stack.dlq_depth() >= parked_before and stack.dlq_distinct()[1] == 2,
+                   timeout=30, message="the parked messages back in the DLQ")
+        print(f"dlq replay during the alarm: exit {replay.returncode} after {took:.1f}s: "
+              f"{replay.stderr.strip()}")
 
 
 # --- issue 11: nothing kills or stalls the pipeline ---

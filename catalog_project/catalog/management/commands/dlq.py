@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from catalog_project.catalog.dlq import DeadLetters
+from catalog_project.catalog.dlq import DeadLetters, ReplayFailed
 from catalog_project.topology import SUBSCRIBERS
 
 
@@ -36,7 +36,10 @@ class Command(BaseCommand):
                 wanted = set(opts["ids"])
                 parked = dlq.read()
                 chosen = [p for p in parked if opts["all"] or p.matches(wanted)]
-                n = dlq.replay(chosen)
+                try:
+                    n = dlq.replay(chosen)
+                except ReplayFailed as exc:
+                    raise CommandError(str(exc)) from None  # one line, exit status 1
                 self.stdout.write(self.style.SUCCESS(f"replayed {n} message(s); "
                                                      f"{len(parked) - n} left parked"))
             else:

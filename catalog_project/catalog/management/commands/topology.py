@@ -38,6 +38,12 @@ class Command(BaseCommand):
                                            say=self.stdout.write).run()
                 except UpgradeRefused as exc:
                     raise CommandError(str(exc)) from None
+                except (OSError, *conn.connection_errors, *conn.channel_errors) as exc:
+                    # a bound hit (CATALOG_BROKER_*_TIMEOUT: a broker alarm?): every step is
+                    # idempotent and a message is acked only after its copy was confirmed
+                    raise CommandError(
+                        f"the broker did not answer in time ({type(exc).__name__}: "
+                        f"{exc or 'timed out'}); nothing is lost, run the upgrade again") from None
                 self.stdout.write(self.style.SUCCESS(summary))
 
     def queues_check(self, conn, names, min_consumers):
