@@ -59,10 +59,33 @@ def broker_url(env: environ.Env) -> str:
 
 def databases(env: environ.Env, prefix: str, default_url: str) -> dict:
     """DATABASES: ``<prefix>_DATABASE_URL``, with persistent connections
-    (``<prefix>_DB_CONN_MAX_AGE`` seconds) that are health-checked before reuse."""
+    (``<prefix>_DB_CONN_MAX_AGE`` seconds) that are health-checked before reuse, and every wait
+    bounded (docs/operations.md, "A black-holed database"): libpq's connect timeout, TCP
+    keepalives and tcp_user_timeout, the server's statement_timeout and
+    idle_in_transaction_session_timeout, and the backend's own answer deadline
+    (``common.postgresql``; ``<prefix>_DB_ANSWER_TIMEOUT_SECONDS``, 0 = none)."""
     default = env.db_url(f"{prefix}_DATABASE_URL", default=default_url)
+    if default["ENGINE"] == "django.db.backends.postgresql":
+        default["ENGINE"] = "common.postgresql"
     default["CONN_MAX_AGE"] = env.int(f"{prefix}_DB_CONN_MAX_AGE", default=60)
     default["CONN_HEALTH_CHECKS"] = True
+    default["ANSWER_TIMEOUT"] = env.float(f"{prefix}_DB_ANSWER_TIMEOUT_SECONDS", default=45.0)
+
+    def ms(name: str, default_seconds: float) -> int:
+        return int(env.float(name, default=default_seconds) * 1000)
+
+    statement_ms = ms(f"{prefix}_DB_STATEMENT_TIMEOUT_SECONDS", 30.0)
+    idle_tx_ms = ms(f"{prefix}_DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS", 60.0)
+    default.setdefault("OPTIONS", {}).update({
+        "connect_timeout": env.int(f"{prefix}_DB_CONNECT_TIMEOUT_SECONDS", default=5),
+        "keepalives": 1,
+        "keepalives_idle": env.int(f"{prefix}_DB_KEEPALIVES_IDLE_SECONDS", default=10),
+        "keepalives_interval": env.int(f"{prefix}_DB_KEEPALIVES_INTERVAL_SECONDS", default=5),
+        "keepalives_count": env.int(f"{prefix}_DB_KEEPALIVES_COUNT", default=3),
+        "tcp_user_timeout": ms(f"{prefix}_DB_TCP_USER_TIMEOUT_SECONDS", 30.0),
+        "options": (f"-c statement_timeout={statement_ms} "
+                    f"-c idle_in_transaction_session_timeout={idle_tx_ms}"),
+    })
     return {"default": default}
 
 

@@ -48,14 +48,35 @@ class Relay:
         self.linger_max = settings.RELAY_LINGER_MAX_SECONDS
         self.heartbeat_file = settings.RELAY_HEARTBEAT_FILE
         self._last_beat = 0.0
+        self._running = threading.Event()   # run_forever is in its loop
+        self._finished = threading.Event()  # ... and has left it
 
     def stop(self, *_args) -> None:
-        """Ask the loop to finish (safe to call from a signal handler or another thread)."""
+        """Ask the loop to finish (safe to call from a signal handler or another thread). If it
+        has not finished ``ADMIN_RELAY_STOP_GRACE_SECONDS`` later (blocked in a database or
+        broker call that has not timed out yet), the process exits with status 1: a stop is
+        always prompt. Claimed rows are safe either way: a claim is the relay's open
+        transaction, and the server rolls it back when the connection goes (or after
+        idle_in_transaction_session_timeout, if the path to it is black-holed)."""
+        first = not self.stop_event.is_set()
         self.stop_event.set()
         try:
             os.write(self._wake_w, b"x")
         except OSError:
             pass
+        grace = settings.RELAY_STOP_GRACE_SECONDS
+        if first and grace > 0 and self._running.is_set():
+            watchdog = threading.Timer(grace, self._stop_overdue, args=(grace,))
+            watchdog.daemon = True
+            watchdog.start()
+
+    def _stop_overdue(self, grace: float) -> None:
+        if self._finished.is_set():
+            return
+        logger.error("relay did not stop within %gs of being asked (blocked in a database or "
+                     "broker call); exiting now, its claimed events stay pending", grace)
+        logging.shutdown()
+        os._exit(1)
 
     def run_once(self) -> int:
         """Publish everything pending now. Raises on the first failure."""
@@ -69,6 +90,13 @@ class Relay:
         return total
 
     def run_forever(self) -> None:
+        self._running.set()
+        try:
+            self._run_forever()
+        finally:
+            self._finished.set()
+
+    def _run_forever(self) -> None:
         listener = OutboxListener()
         # LISTEN before the first drain: a change committed in between still wakes us.
         listener.wait(0, wake_fd=self._wake_r)
@@ -143,7 +171,14 @@ class Relay:
                        type(exc).__name__, exc, delay)
         for conn in connections.all():
             conn.close_if_unusable_or_obsolete()
-        self.stop_event.wait(delay)
+        # the heartbeat goes on while backing off: the loop is alive, only waiting
+        until = time.monotonic() + delay
+        while not self.stop_event.is_set():
+            left = until - time.monotonic()
+            if left <= 0:
+                break
+            self._beat()
+            self.stop_event.wait(min(left, 1.0))
 
     def _maybe_purge(self) -> None:
         if time.monotonic() - self._last_purge < 60:

@@ -149,6 +149,8 @@ RELAY_LINGER_SECONDS = env.float("ADMIN_RELAY_LINGER_SECONDS", default=0.002)
 RELAY_LINGER_MAX_SECONDS = env.float("ADMIN_RELAY_LINGER_MAX_SECONDS", default=0.02)
 RELAY_CONFIRM_TIMEOUT = env.float("ADMIN_RELAY_CONFIRM_TIMEOUT", default=10.0)
 RELAY_MAX_BACKOFF_SECONDS = env.float("ADMIN_RELAY_MAX_BACKOFF_SECONDS", default=30.0)
+# SIGTERM/SIGINT: how long the relay may take to finish what it is doing before it exits anyway
+RELAY_STOP_GRACE_SECONDS = env.float("ADMIN_RELAY_STOP_GRACE_SECONDS", default=5.0)
 OUTBOX_RETENTION_HOURS = env.float("ADMIN_OUTBOX_RETENTION_HOURS", default=168.0)
 # Liveness: the relay rewrites this file every loop (~1 s); `manage.py relay --check` reads it.
 RELAY_HEARTBEAT_FILE = env("ADMIN_RELAY_HEARTBEAT_FILE",

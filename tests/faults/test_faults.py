@@ -503,3 +503,28 @@ def test_admin_database_restored_from_a_dump_mid_life(report, tmp_path):
         finished(stack.generate(300, updates=100, deletes=20))  # new ids, after the restore
         report.finish(stack, "admin db restored from pg_dump + restore_fence",
                       fault_end=time.monotonic(), deadline=180)
+
+
+@pytest.mark.quick
+def test_admin_database_black_holed_under_the_relay(report):
+    """The relay's path to the admin database stops forwarding (no RST, no FIN) while events
+    flow: its waits end within ADMIN_DB_ANSWER_TIMEOUT_SECONDS, it resumes by itself, no loss."""
+    from harness.blackhole import BlackholeProxy
+
+    with running_stack("f-dbhole", start=("admin", "catalog", "worker")) as stack, \
+            BlackholeProxy(("127.0.0.1", 5432)) as proxy:
+        direct = stack.env["ADMIN_DATABASE_URL"]
+        stack.env.update(ADMIN_DATABASE_URL=proxy.url_for(direct),
+                         ADMIN_DB_ANSWER_TIMEOUT_SECONDS="3")
+        stack.start("relay")
+        stack.env.update(ADMIN_DATABASE_URL=direct, ADMIN_DB_ANSWER_TIMEOUT_SECONDS="45")
+        gen = stack.generate(400, updates=100)
+        wait_progress(stack, 50)
+        proxy.blackhole()
+        wait_until(lambda: "no answer from the database server" in stack.logs("relay"),
+                   timeout=30, message="the relay's bounded wait")
+        fault_end = time.monotonic()
+        proxy.forward()
+        finished(gen)
+        report.finish(stack, "admin DB black-holed under the relay (no RST)",
+                      fault_end=fault_end)
