@@ -54,7 +54,16 @@ def broker_url(env: environ.Env) -> str:
     """CELERY_BROKER_URL. Celery reads the CELERY_BROKER_URL environment variable even over this
     setting, so per-process broker users are given by setting that variable per process
     (Procfile, compose.yaml)."""
-    return env("CELERY_BROKER_URL", default="amqp://guest:guest@127.0.0.1:5672//")
+    # an empty value (`CELERY_BROKER_URL="$AUDIT_BROKER_URL"` with that one unset) is unset: kombu
+    # would otherwise connect to its own default (guest@localhost, vhost /), not the broker
+    return env("CELERY_BROKER_URL", default="") or "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def subscriber_broker_urls(env: environ.Env, default: str) -> dict[str, str]:
+    """The broker URL each subscriber's operator commands use (`dlq`, `topology upgrade`):
+    ``<SUBSCRIBER>_BROKER_URL`` (that worker's own user) when set, else ``default``."""
+    return {name: env(f"{name.upper()}_BROKER_URL", default="") or default
+            for name in ("catalog", "audit")}
 
 
 def databases(env: environ.Env, prefix: str, default_url: str) -> dict:

@@ -86,6 +86,8 @@ METRICS_COLLECTORS = ["catalog_project.catalog.metrics.CatalogCollector"]
 
 # --- Celery (the catalog worker in workers/catalog.py) ---
 CELERY_BROKER_URL = common.broker_url(env)  # per-process broker users: see broker_url
+# `dlq --subscriber X` and `topology upgrade --subscriber X` connect as that worker's user
+SUBSCRIBER_BROKER_URLS = common.subscriber_broker_urls(env, CELERY_BROKER_URL)
 CELERY_RESULT_SERIALIZER = "json"
 # Ack only after the write committed; a worker that dies mid-task gets its messages redelivered.
 CELERY_TASK_ACKS_LATE = True

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 
 import psycopg2
+import pytest
 import requests
 
 from harness import amqp
@@ -113,3 +114,33 @@ def test_resync_twice_records_each_change_once_in_the_audit_log():
         assert [r for r in audit_log() if r[2] != pid] == audit_before  # each change once
         assert len({row[0] for row in audit_before}) == total
         assert [r for r in catalog_rows() if r[0] != pid] == catalog_before
+
+
+@pytest.mark.parametrize("celery_broker_url", ["", None])
+def test_the_documented_audit_dlq_command_reads_the_audit_dlq_as_the_audit_user(
+        stack, celery_broker_url):
+    """docs/operations.md: `python catalog_project/manage.py dlq --subscriber audit list`, also
+    when CELERY_BROKER_URL is empty (it once connected to kombu's default broker then)."""
+    import subprocess
+    import sys
+    import uuid
+
+    from harness import amqp, processes
+
+    marker = f"parked-{uuid.uuid4().hex[:8]}"
+    with amqp.broker_connection_to(stack.env["CELERY_BROKER_URL"]) as conn:
+        conn.Producer().publish(b"[]", exchange="", routing_key="audit.products.dlq",
+                                headers={"task": marker, "id": marker,
+                                         "x-park-reason": "a test's marker"},
+                                content_type="application/json", retry=False)
+    env = dict(stack.env)
+    if celery_broker_url is None:
+        env.pop("CELERY_BROKER_URL")
+    else:
+        env["CELERY_BROKER_URL"] = celery_broker_url
+    out = subprocess.run([sys.executable, "catalog_project/manage.py", "dlq", "--subscriber",
+                          "audit", "list"], cwd=processes.REPO, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert marker in out.stdout and "a test's marker" in out.stdout, out.stdout
+    amqp.drain("audit.products.dlq", url=stack.env["CELERY_BROKER_URL"])

@@ -11,8 +11,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--subscriber", choices=sorted(SUBSCRIBERS), default="catalog",
-                            help="whose DLQ (default catalog; audit: audit.products.dlq, run "
-                                 "with the audit worker's broker user)")
+                            help="whose DLQ (default catalog; audit: audit.products.dlq); "
+                                 "connects as that worker's broker user (<SUBSCRIBER>_BROKER_URL, "
+                                 "else CELERY_BROKER_URL)")
         sub = parser.add_subparsers(dest="action", required=True)
         ls = sub.add_parser("list", help="show parked messages and why (removes nothing)")
         ls.add_argument("--limit", type=int, default=100)
@@ -23,7 +24,8 @@ class Command(BaseCommand):
         pg.add_argument("--yes", action="store_true", help="really delete them")
 
     def handle(self, *args, action, subscriber, **opts):
-        with DeadLetters(settings.CELERY_BROKER_URL, SUBSCRIBERS[subscriber]) as dlq:
+        url = settings.SUBSCRIBER_BROKER_URLS[subscriber]
+        with DeadLetters(url, SUBSCRIBERS[subscriber]) as dlq:
             if action == "list":
                 parked = dlq.read(limit=opts["limit"])
                 for p in parked:

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from catalog_project.catalog.queues import (
@@ -25,11 +26,15 @@ class Command(BaseCommand):
         upgrade = sub.add_parser("upgrade", help="redeclare a subscriber's queue with this "
                                                  "release's arguments (stop its workers first)")
         upgrade.add_argument("--subscriber", choices=sorted(SUBSCRIBERS), default="catalog",
-                             help="whose queue (default catalog; audit: run with the audit "
-                                  "worker's broker user)")
+                             help="whose queue (default catalog); connects as that worker's "
+                                  "broker user (<SUBSCRIBER>_BROKER_URL, else "
+                                  "CELERY_BROKER_URL)")
 
     def handle(self, *args, action, subscriber, **opts):
-        with broker_connection(broker_url()) as conn:
+        url = broker_url()
+        if action == "upgrade":
+            url = settings.SUBSCRIBER_BROKER_URLS[subscriber]
+        with broker_connection(url) as conn:
             if action == "check":
                 self.queues_check(conn, subscriber or sorted(SUBSCRIBERS), opts["min_consumers"])
             else:
