@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import tempfile
 import time
 from collections import OrderedDict
+from pathlib import Path
 
+import psycopg2
 from billiard.exceptions import WorkerLostError
 from celery import Task
 from celery.exceptions import Reject
@@ -30,8 +34,11 @@ from workers.confirming import confirming_producer, publish_options
 logger = logging.getLogger("workers.handling")
 contract.schema_validator()  # compile the JSON Schema once, before the pool forks
 
-# Worth retrying: the database is unavailable or the connection broke.
-TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+# Worth retrying: the database is unavailable, the connection broke, a lock or statement timed
+# out. psycopg2's own classes too: a service writing through the raw cursor (execute_values)
+# gets them unwrapped by Django, and an outage in the middle of such a write is no less transient.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, psycopg2.OperationalError,
+                    psycopg2.InterfaceError)
 
 
 # A message whose task killed its pool process (an OOM kill, a segfault) this many times in
@@ -128,26 +135,66 @@ class ProductEventsTask(Task):
         trace_id_set(trace_ids[0] if len(trace_ids) == 1 else None)  # this task's log lines
 
         try:
-            result = apply(events=valid)
+            result = self._apply_holding(valid, apply)
         except TRANSIENT_ERRORS as exc:
             _close_broken_db_connections()
             if invalid:  # park the bad ones now; retry only the good ones
                 self._park(invalid)
+            if not database_reachable():
+                # the outage outlasted this hold: the message goes round the subscriber's delay
+                # queue (a new message: its delivery count starts again) with its retry budget
+                # untouched, however long the outage lasts; nothing is parked for it
+                self.request.retries = max(-1, self.request.retries - 1)
+                return self._retry_or_park([ev.as_dict() for ev in valid], exc,
+                                           already_parked=len(invalid), budget=False)
             return self._retry_or_park([ev.as_dict() for ev in valid], exc,
                                        already_parked=len(invalid))
         except Exception as exc:  # noqa: BLE001
             # A permanent error (a value the database or its driver rejects, ...). Find the
             # culprits one by one so that the good events of this batch still land.
-            return self._apply_one_by_one(valid, invalid, first_error=exc, apply=apply)
+            try:
+                return self._apply_one_by_one(valid, invalid, first_error=exc, apply=apply)
+            except TRANSIENT_ERRORS as again:  # the database went away meanwhile: retry all
+                _close_broken_db_connections()
+                reachable = database_reachable()
+                if not reachable:
+                    self.request.retries = max(-1, self.request.retries - 1)
+                return self._retry_or_park([ev.as_dict() for ev in valid], again,
+                                           already_parked=0, budget=reachable)
 
         self._applied(result, trace_ids)
         if invalid:
             self._park(invalid)
         return {"applied": result.applied, "stale": result.stale, "parked": len(invalid)}
 
-    def _retry_or_park(self, good: list[dict], exc: Exception, already_parked: int):
+    def _apply_holding(self, valid, apply):
+        """``apply``, and while the database is unreachable (not merely failing) hold the
+        message and try again when it answers: backpressure. The pool process takes nothing new
+        meanwhile, so the worker stops at its prefetch window and the broker keeps the rest.
+        Held at most ``hold_seconds`` (well inside the task's time limits), then the caller
+        sends the message round the delay queue."""
+        limit = self.app.conf.task_soft_time_limit or self.app.conf.task_time_limit or 300
+        hold = min(self.subscriber.retry.hold_seconds, limit / 2)
+        deadline = time.monotonic() + hold
+        while True:
+            try:
+                return apply(events=valid)
+            except TRANSIENT_ERRORS as exc:
+                _close_broken_db_connections()
+                if database_reachable() or time.monotonic() >= deadline:
+                    raise
+                pause_begin(self.subscriber, exc)
+                while time.monotonic() < deadline and not database_reachable():
+                    time.sleep(1.0)  # bounded by the hold; one probe a second
+                if database_reachable():
+                    pause_end(self.subscriber)
+                elif time.monotonic() >= deadline:
+                    raise
+
+    def _retry_or_park(self, good: list[dict], exc: Exception, already_parked: int,
+                       budget: bool = True):
         retry = self.subscriber.retry
-        if self.request.retries >= retry.max_retries:
+        if budget and self.request.retries >= retry.max_retries:
             reason = (f"retry budget spent ({self.request.retries} retries): "
                       f"{type(exc).__name__}: {exc}")
             self._park([(ev, reason) for ev in good])
@@ -213,7 +260,7 @@ class ProductEventsTask(Task):
             try:
                 result = apply(events=[event])
             except TRANSIENT_ERRORS:
-                raise  # give up this pass: the task fails, the message is dead-lettered whole
+                raise  # the database went away mid-pass: handled like the batch (held, retried)
             except Exception as exc:  # noqa: BLE001
                 reason = f"cannot be stored: {type(exc).__name__}: {exc}".strip()
                 invalid.append((event.as_dict(), reason))
@@ -229,3 +276,44 @@ class ProductEventsTask(Task):
 def _close_broken_db_connections() -> None:
     for conn in connections.all():
         conn.close_if_unusable_or_obsolete()
+
+
+def database_reachable() -> bool:
+    """Does the subscriber's database answer now (a fresh connection and ``SELECT 1``)?"""
+    conn = connections["default"]
+    try:
+        conn.close_if_unusable_or_obsolete()
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        return True
+    except TRANSIENT_ERRORS:
+        with contextlib.suppress(Exception):
+            conn.close()
+        return False
+
+
+# One line when a worker pauses and one when it resumes, whichever pool process notices: a
+# marker file per worker (its main process's pid) says whether the pause is already reported.
+def _pause_marker(subscriber) -> Path:
+    return Path(tempfile.gettempdir()) / f"{subscriber.name}-worker-{os.getppid()}.paused"
+
+
+def pause_begin(subscriber, exc: BaseException) -> None:
+    subscriber.metrics.paused(True)
+    try:
+        fd = os.open(_pause_marker(subscriber), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.close(fd)
+    logger.warning("paused: the %s database is unreachable (%s: %s); holding the messages in "
+                   "hand and taking no new ones until it answers (nothing is parked for this)",
+                   subscriber.name, type(exc).__name__, str(exc).strip()[:200])
+
+
+def pause_end(subscriber) -> None:
+    subscriber.metrics.paused(False)
+    try:
+        _pause_marker(subscriber).unlink()
+    except FileNotFoundError:
+        return
+    logger.warning("resumed: the %s database answers again", subscriber.name)

@@ -59,6 +59,14 @@ def main(argv: list[str]) -> int:
         print(f"{node}: answers but does not consume {want} (consumes {consuming})",
               file=sys.stderr)
         return 1
+    import glob
+    import tempfile
+
+    paused = glob.glob(f"{tempfile.gettempdir()}/{name}-worker-*.paused")
+    if paused:  # alive and consuming, holding its messages while its database is away
+        print(f"{node}: consuming {want}; paused: its database does not answer (messages wait "
+              "in the queue; it resumes by itself)")
+        return 0
     print(f"{node}: consuming {want}")
     return 0
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 
 from celery import signals
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 LAG_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 
@@ -34,6 +34,9 @@ class SubscriberMetrics:
                                      ["kind"]),
             "retries": Counter(f"{name}_task_retries",
                                "Batches scheduled for a retry after a transient error."),
+            "paused": Gauge(f"{name}_paused", f"1 while the {name} worker holds its messages "
+                            "because its database is unreachable (it takes no new ones).",
+                            ["reason"], multiprocess_mode="livemax"),
             "lag": Histogram(f"{name}_event_lag_seconds",
                              f"From the change in the admin (occurred_at) to applied in the "
                              f"{name}.", buckets=LAG_BUCKETS),
@@ -59,6 +62,9 @@ class SubscriberMetrics:
 
     def retried(self) -> None:
         self._m["retries"].inc()
+
+    def paused(self, on: bool, reason: str = "database") -> None:
+        self._m["paused"].labels(reason=reason).set(1 if on else 0)
 
     def serve_while_worker_runs(self, app, *, bind: str) -> None:
         """Prepare multiprocess mode before the pool forks, serve on ``bind`` (host:port, empty:

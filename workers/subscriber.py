@@ -22,21 +22,28 @@ celery_event.event_exchange.passive = True
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Transient errors (the database unavailable, a connection reset) are retried up to
-    ``max_retries`` times with exponential backoff and jitter, then the events are parked."""
+    """Transient errors while the database answers (a deadlock, a connection reset) are retried
+    up to ``max_retries`` times with exponential backoff and jitter, then the events are parked.
+    While the database does not answer at all the worker pauses instead (workers/handling.py):
+    no budget is spent and nothing is parked, however long it lasts."""
 
     max_retries: int = 10
     backoff_base: float = 1.0
     backoff_max: float = 120.0
+    # while the database is unreachable a message is held this long, then sent round the delay
+    # queue without spending the retry budget (an outage of any length parks nothing)
+    hold_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env, prefix: str) -> RetryPolicy:
-        """``<prefix>_RETRY_MAX``, ``<prefix>_RETRY_BACKOFF_BASE``, ``<prefix>_RETRY_BACKOFF_MAX``
-        (seconds), each defaulting to the class's value."""
+        """``<prefix>_RETRY_MAX``, ``<prefix>_RETRY_BACKOFF_BASE``, ``<prefix>_RETRY_BACKOFF_MAX``,
+        ``<prefix>_PAUSE_HOLD_SECONDS`` (seconds), each defaulting to the class's value."""
         return cls(max_retries=env.int(f"{prefix}_RETRY_MAX", default=cls.max_retries),
                    backoff_base=env.float(f"{prefix}_RETRY_BACKOFF_BASE",
                                           default=cls.backoff_base),
-                   backoff_max=env.float(f"{prefix}_RETRY_BACKOFF_MAX", default=cls.backoff_max))
+                   backoff_max=env.float(f"{prefix}_RETRY_BACKOFF_MAX", default=cls.backoff_max),
+                   hold_seconds=env.float(f"{prefix}_PAUSE_HOLD_SECONDS",
+                                          default=cls.hold_seconds))
 
     def countdown(self, retries: int) -> int:
         """Exponential backoff with "equal jitter" (half fixed, half random), capped, and at
