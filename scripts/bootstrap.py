@@ -88,6 +88,16 @@ def main() -> None:
     # after every migrate, so the tables of a new migration get their grants too
     subprocess.run([sys.executable, str(REPO / "scripts" / "db_roles.py")], check=True,
                    env=dict(os.environ))
+    # a release that changed a subscriber's queue arguments: replace the queue now, before any
+    # worker starts (docs/operations.md, "Upgrading the queue"; nothing is lost, and a queue
+    # still consumed elsewhere is refused and left as it is, with the reason)
+    for subscriber in ("catalog", "audit"):
+        out = subprocess.run([sys.executable, str(REPO / "catalog_project" / "manage.py"),
+                              "topology", "upgrade", "--if-exists", "--subscriber", subscriber],
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"}, capture_output=True,
+                             text=True, timeout=300)
+        lines = (out.stdout + out.stderr).strip().splitlines()
+        print(f"{subscriber} queue: {lines[-1] if lines else 'checked'}")
 
 
 if __name__ == "__main__":

@@ -103,8 +103,9 @@ class QueueUpgrade:
     """``topology upgrade`` for one subscriber (see the module docstring)."""
 
     def __init__(self, conn: Connection, sub: Subscription,
-                 say: Callable[[str], None] = print) -> None:
+                 say: Callable[[str], None] = print, if_exists: bool = False) -> None:
         self.conn, self.sub, self.say = conn, sub, say
+        self.if_exists = if_exists  # a missing queue is left to the worker to declare
 
     def run(self) -> str:
         sub = self.sub
@@ -115,6 +116,8 @@ class QueueUpgrade:
         if up_to_date and holding is None:
             self._declare_queue()  # bindings too (idempotent)
             return f"{sub.queue_name} is up to date: nothing to do"
+        if current is None and holding is None and self.if_exists:
+            return f"{sub.queue_name} does not exist yet: its worker declares it"
         if current is None and holding is None:
             self._declare_queue()
             return (f"{sub.queue_name} was missing and is declared now. Events published while "
@@ -179,6 +182,8 @@ class QueueUpgrade:
     def _declare_holding(self) -> None:
         sub = self.sub
         with self._channel() as channel:
+            for exchange in (sub.exchange, sub.dead_letter_exchange):  # its own: idempotent
+                exchange.declare(channel=channel)
             channel.queue_declare(queue=sub.holding_queue_name, durable=True, auto_delete=False,
                                   arguments={"x-queue-type": "quorum"})
             for exchange, routing_key in sub.bindings():

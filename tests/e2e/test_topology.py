@@ -217,3 +217,46 @@ def test_a_missing_subscriber_queue_is_detected_and_repaired():
         assert "repair: queued 1 events" in repair.stdout, repair.stdout
         wait_converged(st, timeout=60)
         assert st.manage("catalog_project", "topology", "check").returncode == 0
+
+
+def test_make_run_upgrades_an_outdated_queue_before_the_workers_start():
+    """A release changed the queue arguments (the delivery limit went 10 -> 100): `make run`'s
+    bootstrap replaces the old queue, its messages kept, so the new worker starts."""
+    from kombu import Exchange, Queue
+
+    from harness import pg, vhosts
+
+    vhost = f"boot-{uuid.uuid4().hex[:8]}"
+    url = vhosts.vhost_create(vhost)
+    suffix = uuid.uuid4().hex[:8]
+    dbs = {"ADMIN": f"boot_admin_{suffix}", "CATALOG": f"boot_catalog_{suffix}"}
+    try:
+        with Connection(url, connect_timeout=5) as conn:
+            ch = conn.default_channel
+            Exchange("products", "topic", durable=True)(ch).declare()
+            old = Queue("catalog.products", Exchange("products", "topic", durable=True),
+                        routing_key="product.#", durable=True,
+                        queue_arguments={"x-queue-type": "quorum", "x-delivery-limit": 10})(ch)
+            old.declare()
+            for i in range(5):
+                conn.Producer().publish(b"kept %d" % i, exchange="", routing_key=old.name,
+                                        retry=False)
+        env = processes.base_env(CELERY_BROKER_URL=url, DJANGO_SUPERUSER_USERNAME="boot",
+                                 DJANGO_SUPERUSER_PASSWORD="boot-" + uuid.uuid4().hex,
+                                 **{f"{k}_DATABASE_URL": pg.database_url(v)
+                                    for k, v in dbs.items()})
+        boot = subprocess.run([sys.executable, "scripts/bootstrap.py"], cwd=processes.REPO,
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert boot.returncode == 0, boot.stdout + boot.stderr
+        assert "catalog queue: catalog.products upgraded" in boot.stdout, boot.stdout
+        assert "audit queue: audit.products does not exist yet" in boot.stdout, boot.stdout
+        args = rabbitmqctl("list_queues", "-p", vhost, "name", "arguments", "messages")
+        line = next(x for x in args.splitlines() if x.startswith("catalog.products\t"))
+        assert f'"x-delivery-limit",{DELIVERY_LIMIT}' in line.replace(" ", ""), line
+        with Connection(url, connect_timeout=5) as conn:
+            (_, count, _) = conn.default_channel.queue_declare("catalog.products", passive=True)
+        assert count == 5
+    finally:
+        vhosts.vhost_delete(vhost)
+        for name in dbs.values():
+            pg.database_drop(name)

@@ -29,6 +29,9 @@ class Command(BaseCommand):
                              help="whose queue (default catalog); connects as that worker's "
                                   "broker user (<SUBSCRIBER>_BROKER_URL, else "
                                   "CELERY_BROKER_URL)")
+        upgrade.add_argument("--if-exists", action="store_true",
+                             help="leave a queue that does not exist yet to its worker "
+                                  "(scripts/bootstrap.py, before `make run` starts the workers)")
 
     def handle(self, *args, action, subscriber, **opts):
         url = broker_url()
@@ -40,7 +43,8 @@ class Command(BaseCommand):
             else:
                 try:
                     summary = QueueUpgrade(conn, SUBSCRIBERS[subscriber],
-                                           say=self.stdout.write).run()
+                                           say=self.stdout.write,
+                                           if_exists=opts.get("if_exists", False)).run()
                 except UpgradeRefused as exc:
                     raise CommandError(str(exc)) from None
                 except (OSError, *conn.connection_errors, *conn.channel_errors) as exc:
