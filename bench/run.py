@@ -554,7 +554,7 @@ def table(r: dict) -> str:
 def whole_system_bound(r: dict) -> float:
     """The best "with events / without" any pipeline could reach while it shares these cores
     with the web workers: each request keeps its request-path cost, and each event also costs at
-    least what the raw batched ceiling consumer spends on it (no relay, no broker publish)."""
+    least what the same-message ceiling consumer spends on it (no relay, no broker publish)."""
     off = next(h for h in r["http"] if not h["pipeline"] and h["mode"] == "off")
     path = paired_ratio(r["http_windows"], pipeline=False)["median"]
     per_event = r["drain"]["same_1"]["cpu_ms_per_event"]
