@@ -44,6 +44,10 @@ class UserRateThrottle(_FailOpen, throttling.UserRateThrottle):
     pass
 
 
+class ScopedRateThrottle(_FailOpen, throttling.ScopedRateThrottle):
+    """A view's own rate (``throttle_scope``), per client: for the expensive ones."""
+
+
 class LoginRateThrottle(_FailOpen, throttling.SimpleRateThrottle):
     """Password attempts (the API's token endpoint and the Django admin's login form share it):
     ``login`` rate per client address."""

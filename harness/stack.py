@@ -216,7 +216,7 @@ def running_stack(name: str, *, start=("admin", "catalog", "relay", "worker"),
         # the tests poll hard; throttling has its own tests
         "ADMIN_THROTTLE_USER": "1000000/second", "ADMIN_THROTTLE_ANON": "1000000/second",
         "ADMIN_THROTTLE_LOGIN": "1000000/second",
-        "CATALOG_THROTTLE_ANON": "1000000/second",
+        "CATALOG_THROTTLE_ANON": "1000000/second", "CATALOG_THROTTLE_DIGESTS": "1000000/second",
         "ADMIN_CACHE_URL": "redis://127.0.0.1:6379/12", "CATALOG_CACHE_URL": "redis://127.0.0.1:6379/12",
         # the harness starts, kills and restarts each process itself
         "RESPAWN_CRASHED": "false",

@@ -18,14 +18,16 @@ from dataclasses import dataclass
 
 MAX_PARTS = 256          # subranges one digest request may ask for
 MAX_ROWS = 1000          # ids one rows request may span
-MAX_ID = 2**63 - 1
+MAX_ID = 2**63 - 1       # the largest product id (bigint)
+MAX_END = MAX_ID + 1     # ranges are [start, end): the last id is covered
 
 
 def row_hash_sql(*, id: str, version: str, deleted: str, title: str, image: str, price: str,
                  description: str) -> str:
     """A SQL expression (bigint, 60 bits) for one row, from the given column expressions."""
-    content = (f"md5({title} || chr(31) || {image} || chr(31) || ({price})::text"
-               f" || chr(31) || {description})")
+    # each field hashed on its own: no separator a field could contain makes two contents equal
+    content = (f"md5(md5({title}) || md5({image}) || md5(({price})::text)"
+               f" || md5({description}))")
     key = (f"{id}::text || ':' || {version}::text || ':' || "
            f"CASE WHEN {deleted} THEN 'deleted' ELSE {content} END")
     return f"('x' || substr(md5({key}), 1, 15))::bit(60)::bigint"

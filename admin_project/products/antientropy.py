@@ -17,6 +17,7 @@ to do with those)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -114,28 +115,54 @@ class _Catalog:
         self.check = check
         self.session = requests.Session()
 
+    MAX_BODY = 16 * 1024 * 1024  # a digest page is a few KB; a rows page well under 1 MB
+
     def _get(self, path: str, **params):
+        """One request, bounded in total (not only per read: a body trickled a byte at a time
+        would pass a read timeout forever) and in size; anything but the expected JSON is
+        CatalogUnavailable."""
         self.check.requests += 1
+        deadline = time.monotonic() + self.timeout
         try:
-            resp = self.session.get(self.base + path, params=params, timeout=self.timeout)
-            resp.raise_for_status()
-            return resp.json()
+            with self.session.get(self.base + path, params=params, stream=True,
+                                  timeout=(min(5.0, self.timeout), self.timeout)) as resp:
+                resp.raise_for_status()
+                body = bytearray()
+                for chunk in resp.iter_content(65536):
+                    body += chunk
+                    if len(body) > self.MAX_BODY or time.monotonic() > deadline:
+                        raise CatalogUnavailable(f"{self.base}{path}: answer too large or "
+                                                 f"slower than {self.timeout:g}s")
+            return json.loads(body)
         except (requests.RequestException, ValueError) as exc:
             raise CatalogUnavailable(f"{self.base}{path}: {exc}") from exc
 
     def parts(self, start: int, end: int, parts: int) -> tuple[dict[int, digest.Part], int]:
         body = self._get("", start=start, end=end, parts=parts)
-        found = {p["start"]: digest.Part(p["start"], p["end"], p["count"], p["digest"])
-                 for p in body["parts"]}
-        return found, int(body["max_id"])
+        try:
+            found = {int(p["start"]): digest.Part(int(p["start"]), int(p["end"]),
+                                                  int(p["count"]), str(p["digest"]))
+                     for p in body["parts"]}
+            return found, int(body["max_id"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CatalogUnavailable(f"{self.base}: not a digest answer ({exc!r})") from exc
 
     def rows(self, start: int, end: int) -> dict[int, tuple[int, bool, str]]:
         out: dict[int, tuple[int, bool, str]] = {}
         lo = start
         while lo is not None:
             page = self._get("rows/", start=lo, end=end)
-            out.update({r["id"]: (r["version"], r["deleted"], r["hash"]) for r in page["rows"]})
-            lo = page["next"]
+            try:
+                out.update({int(r["id"]): (int(r["version"]), bool(r["deleted"]), str(r["hash"]))
+                            for r in page["rows"]})
+                nxt = page["next"]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CatalogUnavailable(f"{self.base}rows/: not a rows answer ({exc!r})") \
+                    from exc
+            if nxt is not None and (not isinstance(nxt, int) or not lo < nxt <= end):
+                raise CatalogUnavailable(f"{self.base}rows/: next page {nxt!r} does not move "
+                                         f"on from {lo}")
+            lo = nxt
         return out
 
     def close(self):
@@ -175,11 +202,11 @@ def products_antientropy_check(*, catalog_url: str, repair: bool = True, parts: 
     check = Check()
     catalog = _Catalog(catalog_url, timeout, check)
     try:
-        top_end = max(_local_max_id(), 0) + 1
+        top_end = min(digest.MAX_END, max(_local_max_id(), 0) + 1)
         # the catalog's max id comes with its first answer: widen the range if it holds more
         theirs, their_max = catalog.parts(1, top_end, parts)
         if their_max >= top_end:
-            top_end = their_max + 1
+            top_end = min(digest.MAX_END, their_max + 1)
             theirs, _ = catalog.parts(1, top_end, parts)
         ours = _local_parts(1, top_end, parts)
         check.compared = max(sum(p.count for p in ours.values()),

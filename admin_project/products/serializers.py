@@ -14,6 +14,9 @@ class PriceField(serializers.DecimalField):
     def __init__(self, **kwargs):
         super().__init__(max_digits=12, decimal_places=2, min_value=0, **kwargs)
 
+    def to_internal_value(self, data):
+        return super().to_internal_value(data) + 0  # "-0" and "-0.00" are 0.00
+
 
 class PriceFieldSchema(OpenApiSerializerFieldExtension):
     target_class = PriceField

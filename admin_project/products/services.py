@@ -25,7 +25,8 @@ def product_snapshot(*, product: Product) -> dict[str, Any]:
         "id": product.pk,
         "title": product.title,
         "image": product.image,
-        "price": f"{Decimal(product.price):.2f}",
+        # a negative zero ("-0", "-0.00", accepted as >= 0) is written as 0.00
+        "price": f"{Decimal(product.price) + 0:.2f}",
         "description": product.description,
         "version": product.version,
         "created_at": product.created_at.isoformat().replace("+00:00", "Z"),

@@ -25,7 +25,7 @@ class DigestQuerySerializer(serializers.Serializer):
     into ``parts``."""
 
     start = serializers.IntegerField(min_value=0, max_value=digest.MAX_ID)
-    end = serializers.IntegerField(min_value=0, max_value=digest.MAX_ID)
+    end = serializers.IntegerField(min_value=0, max_value=digest.MAX_END)
     parts = serializers.IntegerField(min_value=1, max_value=digest.MAX_PARTS, default=16)
 
 
@@ -33,7 +33,7 @@ class DigestRowsQuerySerializer(serializers.Serializer):
     """Query of ``/api/product-digests/rows/``: the first rows of ids [start, end)."""
 
     start = serializers.IntegerField(min_value=0, max_value=digest.MAX_ID)
-    end = serializers.IntegerField(min_value=0, max_value=digest.MAX_ID)
+    end = serializers.IntegerField(min_value=0, max_value=digest.MAX_END)
 
 
 class DigestPartSerializer(serializers.Serializer):

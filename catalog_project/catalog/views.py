@@ -1,7 +1,10 @@
+from django.db import OperationalError
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from common.throttling import AnonRateThrottle, ScopedRateThrottle
 
 from . import selectors
 from .serializers import (
@@ -18,7 +21,7 @@ class ProductViewSet(viewsets.ReadOnlyModelViewSet):
     """The catalog's products: read-only, no login needed. Deleted products are 404."""
 
     serializer_class = ProductSerializer
-    lookup_value_regex = r"[0-9]{1,18}"
+    lookup_value_regex = r"[0-9]{1,19}"
 
     def get_queryset(self):
         return selectors.product_list()
@@ -35,7 +38,22 @@ class ProductVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return selectors.product_versions_list()
 
 
-class ProductDigestView(APIView):
+class _DigestThrottled(APIView):
+    """Each request reads a range of rows: its own rate per client on top of the API's
+    (``CATALOG_THROTTLE_DIGESTS``), and a range the database cannot digest within the statement
+    timeout is a 400 (ask for a smaller one), not a 500."""
+
+    throttle_scope = "digests"
+    throttle_classes = [AnonRateThrottle, ScopedRateThrottle]
+
+    def handle_exception(self, exc):
+        if isinstance(exc, OperationalError):
+            return Response({"detail": "this range cannot be digested within the statement "
+                                       "timeout: ask for a smaller range"}, status=400)
+        return super().handle_exception(exc)
+
+
+class ProductDigestView(_DigestThrottled):
     """Range digests of the products the catalog holds (deleted ones included): what the admin's
     anti-entropy check compares with its own, descending only into ranges that differ
     (product_events/digest.py)."""
@@ -50,7 +68,7 @@ class ProductDigestView(APIView):
                          "parts": [p.as_json() for p in found]})
 
 
-class ProductDigestRowsView(APIView):
+class ProductDigestRowsView(_DigestThrottled):
     """Each product id of a small range with its version, deleted flag and row hash."""
 
     @extend_schema(parameters=[DigestRowsQuerySerializer], responses=DigestRowsSerializer)

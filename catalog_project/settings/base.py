@@ -73,7 +73,10 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": env.int("CATALOG_NUM_PROXIES", default=0),
     # Counted in the shared cache (Redis, CATALOG_CACHE_URL): the limit holds across processes.
     "DEFAULT_THROTTLE_CLASSES": ["common.throttling.AnonRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"anon": env("CATALOG_THROTTLE_ANON", default="12000/minute")},
+    "DEFAULT_THROTTLE_RATES": {"anon": env("CATALOG_THROTTLE_ANON", default="12000/minute"),
+                               # the anti-entropy digests (each reads a range of rows): the
+                               # admin's check makes a few dozen requests per run
+                               "digests": env("CATALOG_THROTTLE_DIGESTS", default="120/minute")},
 }
 CACHES = common.caches(env, "CATALOG", default_db=1)
 SPECTACULAR_SETTINGS = common.spectacular(

@@ -2,7 +2,7 @@
 
 from common import settings as common
 
-common.test_environ("CATALOG", THROTTLE_ANON="1000000/second",
+common.test_environ("CATALOG", THROTTLE_ANON="1000000/second", THROTTLE_DIGESTS="1000000/second",
                     CACHE_URL="redis://127.0.0.1:6379/14")
 
 from .base import *  # noqa: E402,F403

@@ -91,7 +91,24 @@ async function declare(ch, { queue, pattern }) {
   await ch.bindQueue(queue, contract.EXCHANGE, pattern);
 }
 
-function handler(ch, store, log, { queue }) {
+function handler(ch, store, log, opts) {
+  const handle = handleOne(ch, store, log, opts);
+  // whatever a message makes go wrong (a state too deep to write, a bug), it is rejected into
+  // the DLQ with the reason and the consumer goes on: an exception here would close the channel
+  return (msg) => {
+    try {
+      handle(msg);
+    } catch (err) {
+      log({ msg: 'rejected', reason: `cannot handle it: ${err && err.message ? err.message : err}`,
+        to: `${opts.queue}.dlq` });
+      try {
+        ch.nack(msg, false, false);
+      } catch (_) { /* the channel is gone: the broker redelivers it */ }
+    }
+  };
+}
+
+function handleOne(ch, store, log, { queue }) {
   return (msg) => {
     if (msg === null) {
       log({ msg: 'consumer cancelled by the broker (queue deleted?); reconnecting' });

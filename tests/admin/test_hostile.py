@@ -116,3 +116,27 @@ def test_a_body_in_a_text_charset_is_read(api, charset):
     r = api.generic("POST", "/api/products/", b"title=T&price=1.00",
                     content_type=f"application/x-www-form-urlencoded; charset={charset}")
     assert r.status_code == 201, (charset, r.content[:200])
+
+
+@pytest.mark.parametrize("price", ["-0", "-0.00", "-0.0", -0.0, "0", 0])
+def test_a_negative_zero_price_is_a_zero_price(api, price):
+    r = api.post("/api/products/", {"title": "Zero", "price": price}, format="json")
+    assert r.status_code == 201 and r.json()["price"] == "0.00", r.content
+    pid = r.json()["id"]
+    for method in ("patch", "put"):
+        r = getattr(api, method)(f"/api/products/{pid}/", {"title": "Zero", "price": price},
+                                 format="json")
+        assert r.status_code == 200 and r.json()["price"] == "0.00", (method, r.content)
+
+
+def test_a_negative_zero_price_in_the_django_admin_form(superuser_client):
+    r = superuser_client.post("/admin/products/product/add/",
+                              {"title": "Zero", "price": "-0", "image": "", "description": ""})
+    assert r.status_code in (200, 302), r.status_code
+    from admin_project.outbox.models import OutboxEvent
+    from admin_project.products.models import Product
+
+    if r.status_code == 302:
+        p = Product.objects.get(title="Zero")
+        assert OutboxEvent.objects.filter(product_id=p.pk).get().payload["data"]["price"] \
+            == "0.00"

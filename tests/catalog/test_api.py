@@ -80,7 +80,7 @@ def test_product_digests_cover_ranges_and_refuse_unbounded_queries(client, db):
     assert after["digest"] != before and after["count"] == 2
     for bad in ["start=-1&end=9", "start=1&end=10&parts=0",
                 f"start=1&end=10&parts={digest.MAX_PARTS + 1}", "start=1", "end=9",
-                f"start=0&end={2**63}", "start=x&end=9", "start=²&end=9"]:
+                f"start=0&end={2**63 + 1}", "start=x&end=9", "start=²&end=9"]:
         assert client.get(f"/api/product-digests/?{bad}").status_code == 400, bad
     assert client.get("/api/product-digests/rows/?start=x&end=1002").status_code == 400
 
@@ -99,3 +99,33 @@ def test_digest_rows_come_in_bounded_pages(client, db):
     rest = client.get(f"/api/product-digests/rows/?start={first['next']}&end={2**63 - 1}").json()
     assert [r["id"] for r in rest["rows"]] == list(range(digest.MAX_ROWS + 1, digest.MAX_ROWS + 6))
     assert rest["next"] is None
+
+
+def test_the_largest_product_id_is_covered_by_the_digests_and_readable(client, db):
+    from catalog_project.catalog.models import Product
+    from product_events import digest
+
+    Product.objects.create(id=digest.MAX_ID, title="last", price="1.00", version=1,
+                           updated_at="2026-11-26T15:00:00Z", applied_at="2026-11-26T15:00:00Z",
+                           last_event_id="6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f")
+    body = client.get(f"/api/product-digests/?start=1&end={digest.MAX_END}&parts=2").json()
+    assert body["max_id"] == digest.MAX_ID and sum(p["count"] for p in body["parts"]) == 1
+    assert client.get(f"/api/products/{digest.MAX_ID}/").status_code == 200
+    assert client.get(f"/api/products/{digest.MAX_ID + 1}/").status_code == 404
+
+
+def test_the_digests_have_their_own_rate(client, db, settings):
+    from django.core.cache import cache
+    from rest_framework.throttling import ScopedRateThrottle
+
+    cache.clear()
+    rates = dict(ScopedRateThrottle.THROTTLE_RATES, digests="3/minute", anon="1000/minute")
+    ScopedRateThrottle.THROTTLE_RATES = rates
+    try:
+        codes = [client.get("/api/product-digests/?start=1&end=100").status_code
+                 for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        assert client.get("/api/products/").status_code == 200  # the rest of the API is open
+    finally:
+        del ScopedRateThrottle.THROTTLE_RATES
+        cache.clear()

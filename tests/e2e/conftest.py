@@ -68,6 +68,7 @@ def stack():
         "AUDIT_WORKER_METRICS_BIND": f"127.0.0.1:{ports['AUDIT_METRICS']}",
         "ADMIN_RELAY_HEARTBEAT_FILE": str(processes.ARTIFACTS / f"e2e-{suffix}.heartbeat"),
         "ADMIN_THROTTLE_USER": "1000000/second", "CATALOG_THROTTLE_ANON": "1000000/second",
+        "CATALOG_THROTTLE_DIGESTS": "1000000/second",
         "ADMIN_THROTTLE_LOGIN": "1000000/second", "ADMIN_THROTTLE_ANON": "1000000/second",
         # throttle counts in a Redis database of the tests' own (not `make run`'s)
         "ADMIN_CACHE_URL": "redis://127.0.0.1:6379/13",

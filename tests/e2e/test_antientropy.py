@@ -119,3 +119,28 @@ def test_reconcile_sees_content_and_has_distinct_exit_codes(stack):
     assert down.returncode == 2 and down.stdout == "", down.stdout + down.stderr
     assert down.stderr.startswith("reconcile: catalog unreadable:")
     assert len(down.stderr.strip().splitlines()) == 1
+
+
+def test_the_largest_id_and_separator_characters_do_not_blind_the_check(stack):
+    """Found by an outsider: a catalog row at id 2**63-1 made every check fail as 'catalog
+    unreadable', and a title holding the old field separator hid a content change."""
+    admin = stack.admin_session()
+    pid = admin.post(f"{stack.admin}/api/products/", json={"title": "a\x1fb", "price": "1.00"},
+                     timeout=10).json()["id"]
+    wait_until(converged(stack, admin), timeout=30, interval=0.2)
+    last = 2**63 - 1
+    catalog_sql(stack,
+                ("UPDATE catalog_product SET title = 'a', image = 'b\x1f' WHERE id = %s", [pid]),
+                ("INSERT INTO catalog_product SELECT %s, title, image, price, description, 1, "
+                 "updated_at, false, last_event_id, applied_at FROM catalog_product "
+                 "WHERE id = %s", [last, pid]))
+    try:
+        report = antientropy(stack, "--no-repair")
+        assert report.returncode == 1, report.stdout + report.stderr
+        assert "content 1" in report.stdout and "unknown 1" in report.stdout, report.stdout
+        assert str(last) in report.stdout
+    finally:
+        catalog_sql(stack, ("DELETE FROM catalog_product WHERE id = %s", [last]))
+    assert "repair" not in antientropy(stack).stderr
+    wait_until(lambda: antientropy(stack, "--no-repair").returncode == 0, timeout=30,
+               interval=0.5, message="the content repair")

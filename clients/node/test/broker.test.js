@@ -137,3 +137,29 @@ test('the consumer applies by version, rejects malformed messages to its DLQ, an
   assert.deepEqual({ version: saved.products['1'].version, deleted: saved.products['1'].deleted },
     { version: 4, deleted: true });
 });
+
+test('a message that breaks the consumer state file is rejected into the DLQ and consuming goes on', async (t) => {
+  const { url } = await h.ownVhost(t);
+  await withProducts(url);
+  const state = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'node-consumer-')), 'state.json');
+  const queue = 'node.deep';
+  const consumer = h.startConsumer(t, ['--url', url, '--queue', queue, '--state', state]);
+  await h.waitUntil(() => consumer.lines().some((l) => l.msg === 'consuming'),
+    { message: () => consumer.output() });
+  // valid by the contract (data may carry extra properties), too deep for JSON.stringify
+  const contract = require('../lib/contract');
+  const event = contract.buildEvent({ id: 77, title: 'Deep', price: '1.00' });
+  const deep = '['.repeat(20000) + ']'.repeat(20000);
+  const body = Buffer.from(`[[], {"events": [${JSON.stringify(event).slice(0, -2)}, "x": ${deep}}}]}, null]`);
+  await h.withChannel(url, async (ch) => {
+    ch.publish('', queue, body, { contentType: 'application/json', headers: { task: contract.TASK, id: 'deep' } });
+    await ch.waitForConfirms();
+  });
+  const r = await h.run('producer.js', ['--id', '78', '--title', 'After', '--price', '1.00', '--url', url]);
+  assert.equal(r.code, 0, r.stderr);
+  await h.waitUntil(() => consumer.lines().some((l) => l.msg === 'applied' && l.id === 78),
+    { message: () => `the event after the deep one:\n${consumer.output()}` });
+  assert.ok(consumer.lines().some((l) => l.msg === 'rejected'), consumer.output());
+  const parked = await h.withChannel(url, (ch) => ch.get(`${queue}.dlq`, { noAck: true }));
+  assert.ok(parked, 'the deep message is in the DLQ');
+});
