@@ -38,3 +38,21 @@ class ProductAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for product_id in queryset.values_list("pk", flat=True):
             self.delete_model(request, Product(pk=product_id))
+
+
+# --- API tokens: a token is a password; the admin shows who has one, never the key itself ---
+from rest_framework.authtoken.admin import TokenAdmin  # noqa: E402
+from rest_framework.authtoken.models import TokenProxy  # noqa: E402
+
+admin.site.unregister(TokenProxy)
+# the admin names an object by str() in titles, breadcrumbs and the delete page; DRF's is the key
+TokenProxy.__str__ = lambda self: f"API token of {self.user}"
+
+
+@admin.register(TokenProxy)
+class HiddenKeyTokenAdmin(TokenAdmin):
+    list_display = ("key_hint", "user", "created")
+
+    @admin.display(description="key")
+    def key_hint(self, obj) -> str:
+        return f"{obj.key[:4]}…"  # enough to tell two apart, not to use one

@@ -117,3 +117,27 @@ def test_the_outbox_admin_is_read_only_even_for_a_superuser(admin_client_):
     assert list(OutboxEvent.objects.order_by("id").values()) == before
     pending.refresh_from_db()
     assert pending.sent_at is None and pending.set_aside_at is None  # still to be published
+
+
+def test_the_django_admin_never_shows_an_api_token_key(admin_client_for_tokens):
+    client, key = admin_client_for_tokens
+    page = client.get("/admin/authtoken/tokenproxy/").content.decode()
+    assert key[:4] in page and key not in page
+    user_id = client.session["_auth_user_id"]
+    change = client.get(f"/admin/authtoken/tokenproxy/{user_id}/change/").content.decode()
+    assert key not in change
+    delete = client.get(f"/admin/authtoken/tokenproxy/{user_id}/delete/").content.decode()
+    assert key not in delete
+
+
+@pytest.fixture
+def admin_client_for_tokens(db):
+    from django.contrib.auth.models import User
+    from django.test import Client
+    from rest_framework.authtoken.models import Token
+
+    su = User.objects.create_superuser("tokens-su", "t@example.invalid", "pw-tokens-1")
+    key = Token.objects.create(user=su).key
+    c = Client()
+    c.force_login(su)
+    return c, key
