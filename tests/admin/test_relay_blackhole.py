@@ -126,11 +126,13 @@ def test_the_heartbeat_goes_on_while_the_relay_backs_off(tmp_path):
         wait_until(lambda: proc.log().count("publish failed") >= 3 or not proc.alive(),
                    timeout=60, message=lambda: proc.tail())
         ages = []
-        deadline = time.monotonic() + 6
+        deadline = time.monotonic() + 8
         while time.monotonic() < deadline:  # sampled through a long back-off
             ages.append(time.time() - float(heartbeat.read_text()))
             time.sleep(0.25)  # sampling interval, not a wait for a condition
-        assert max(ages) < 2.5, ages
+        # beats every second of the back-off; only a connect attempt itself (about 2 s against
+        # a closed port) goes without one. Before, it aged through the whole back-off (17 s+).
+        assert max(ages) < 5, ages
         assert "retrying in" in proc.log()
     finally:
         proc.stop()
