@@ -178,7 +178,7 @@ class ProductEventsTask(Task):
         deadline = time.monotonic() + hold
         while True:
             try:
-                return apply(events=valid)
+                result = apply(events=valid)
             except TRANSIENT_ERRORS as exc:
                 _close_broken_db_connections()
                 if database_reachable() or time.monotonic() >= deadline:
@@ -190,6 +190,12 @@ class ProductEventsTask(Task):
                     pause_end(self.subscriber)
                 elif time.monotonic() >= deadline:
                     raise
+            else:
+                # a write went through: if this worker was paused (this process or another one
+                # held messages that went round the delay queue meanwhile), it has resumed
+                if _paused_here or _pause_marker(self.subscriber).exists():
+                    pause_end(self.subscriber)
+                return result
 
     def _retry_or_park(self, good: list[dict], exc: Exception, already_parked: int,
                        budget: bool = True):
@@ -298,7 +304,12 @@ def _pause_marker(subscriber) -> Path:
     return Path(tempfile.gettempdir()) / f"{subscriber.name}-worker-{os.getppid()}.paused"
 
 
+_paused_here = False  # this pool process set the paused gauge
+
+
 def pause_begin(subscriber, exc: BaseException) -> None:
+    global _paused_here
+    _paused_here = True
     subscriber.metrics.paused(True)
     try:
         fd = os.open(_pause_marker(subscriber), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -311,6 +322,8 @@ def pause_begin(subscriber, exc: BaseException) -> None:
 
 
 def pause_end(subscriber) -> None:
+    global _paused_here
+    _paused_here = False
     subscriber.metrics.paused(False)
     try:
         _pause_marker(subscriber).unlink()
