@@ -150,26 +150,24 @@ def assert_no_5xx(operation, clients: dict, known_ids: list[int], examples: int)
     one()
 
 
-class GuardedClient:
+def guarded_client(*args, **kwargs):
     """Django's test Client with the production WSGI guard in front (common/wsgi.py): what
     gunicorn serves refuses a request's bad charset before Django builds the request."""
+    from django.http import JsonResponse
+    from django.test import Client
 
-    def __new__(cls, *args, client_class=None, **kwargs):
-        from django.http import JsonResponse
-        from django.test import Client
+    from common.wsgi import charset_refused
 
-        from common.wsgi import charset_refused
+    client = Client(*args, **kwargs)
+    inner = client.handler
 
-        client = (client_class or Client)(*args, **kwargs)
-        inner = client.handler
+    def handler(environ):
+        problem = charset_refused(environ)
+        if problem:
+            response = JsonResponse({"detail": problem}, status=415)
+            response.wsgi_request = None  # Django never built one
+            return response
+        return inner(environ)
 
-        def handler(environ):
-            problem = charset_refused(environ)
-            if problem:
-                response = JsonResponse({"detail": problem}, status=415)
-                response.wsgi_request = None  # Django never built one
-                return response
-            return inner(environ)
-
-        client.handler = handler
-        return client
+    client.handler = handler
+    return client

@@ -8,10 +8,12 @@ exit 1 after the inspect timeout plus ``CATALOG_BROKER_CONNECT_TIMEOUT`` and
 
 from __future__ import annotations
 
+import glob
 import importlib
 import signal
 import socket
 import sys
+import tempfile
 
 INSPECT_TIMEOUT = 5.0
 
@@ -59,9 +61,6 @@ def main(argv: list[str]) -> int:
         print(f"{node}: answers but does not consume {want} (consumes {consuming})",
               file=sys.stderr)
         return 1
-    import glob
-    import tempfile
-
     paused = glob.glob(f"{tempfile.gettempdir()}/{name}-worker-*.paused")
     if paused:  # alive and consuming, holding its messages while its database is away
         print(f"{node}: consuming {want}; paused: its database does not answer (messages wait "

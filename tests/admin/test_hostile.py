@@ -100,13 +100,13 @@ def test_admin_changelist_filters_from_the_query_string_never_give_a_5xx(superus
 @pytest.mark.parametrize("charset", ["punycode", "rot13", "idna", "nonsense", "utf-7", "zlib",
                                      "base64", "hex", "uu", "bz2"])
 def test_a_body_in_a_charset_that_is_not_text_is_415(charset):
-    from harness.hostile import GuardedClient
+    from harness.hostile import guarded_client
 
     form = f"application/x-www-form-urlencoded; charset={charset}"
-    r = GuardedClient().generic("POST", "/api/products/?q=%C2%B2", b"title=T&price=1.00",
+    r = guarded_client().generic("POST", "/api/products/?q=%C2%B2", b"title=T&price=1.00",
                                 content_type=form)
     assert r.status_code == 415, (charset, r.status_code, r.content[:200])
-    r = GuardedClient().generic("POST", "/admin/login/", b"username=a&password=b",
+    r = guarded_client().generic("POST", "/admin/login/", b"username=a&password=b",
                       content_type=f"application/x-www-form-urlencoded; charset={charset}")
     assert r.status_code == 415, (charset, r.status_code)
 
@@ -132,11 +132,9 @@ def test_a_negative_zero_price_is_a_zero_price(api, price):
 def test_a_negative_zero_price_in_the_django_admin_form(superuser_client):
     r = superuser_client.post("/admin/products/product/add/",
                               {"title": "Zero", "price": "-0", "image": "", "description": ""})
-    assert r.status_code in (200, 302), r.status_code
+    assert r.status_code == 302, r.content[:2000]  # saved, not a form with errors
     from admin_project.outbox.models import OutboxEvent
     from admin_project.products.models import Product
 
-    if r.status_code == 302:
-        p = Product.objects.get(title="Zero")
-        assert OutboxEvent.objects.filter(product_id=p.pk).get().payload["data"]["price"] \
-            == "0.00"
+    p = Product.objects.get(title="Zero")
+    assert OutboxEvent.objects.filter(product_id=p.pk).get().payload["data"]["price"] == "0.00"

@@ -39,13 +39,13 @@ OPERATIONS = hostile.operations(SchemaGenerator().get_schema(request=None, publi
 @pytest.fixture
 def clients(api, user):
     su = get_user_model().objects.create_superuser(username="root", password="r00t-pass-1")
-    staff = hostile.GuardedClient(raise_request_exception=False)
+    staff = hostile.guarded_client(raise_request_exception=False)
     staff.force_login(su)
-    editor = hostile.GuardedClient(raise_request_exception=False,
+    editor = hostile.guarded_client(raise_request_exception=False,
                     HTTP_AUTHORIZATION=api._credentials["HTTP_AUTHORIZATION"])
     ids = [services.product_create(title=f"p{i}", price=Decimal("1.00")).pk for i in range(3)]
     return {"editor": editor, "staff": staff,
-            "anonymous": hostile.GuardedClient(raise_request_exception=False)}, ids
+            "anonymous": hostile.guarded_client(raise_request_exception=False)}, ids
 
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: f"{op[0]} {op[1]}")

@@ -35,8 +35,8 @@ def stored():
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: f"{op[0]} {op[1]}")
 def test_no_request_gets_a_5xx(operation, stored):
-    clients = {"anonymous": hostile.GuardedClient(raise_request_exception=False),
-               "bogus token": hostile.GuardedClient(raise_request_exception=False,
+    clients = {"anonymous": hostile.guarded_client(raise_request_exception=False),
+               "bogus token": hostile.guarded_client(raise_request_exception=False,
                                      HTTP_AUTHORIZATION="Token ²" + "x" * 5000)}
 
     hostile.assert_no_5xx(operation, clients, stored, EXAMPLES)
