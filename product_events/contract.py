@@ -17,6 +17,7 @@ Wire format (see docs/events.md):
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -153,20 +154,21 @@ def _schema_error(raw: Any) -> str:
 
 def envelope_validate(raw: Any) -> ProductEvent:
     """Return the event, or raise InvalidEvent saying exactly what is wrong."""
-    from fastjsonschema import JsonSchemaException
+    if not _plainly_valid(raw):  # the fast path said nothing: the schema decides
+        from fastjsonschema import JsonSchemaException
 
-    try:
-        schema_validator()(raw)
-    except JsonSchemaException:
-        raise InvalidEvent(_schema_error(raw)) from None
+        try:
+            schema_validator()(raw)
+        except JsonSchemaException:
+            raise InvalidEvent(_schema_error(raw)) from None
+        try:
+            uuid.UUID(raw["event_id"])
+        except ValueError as exc:
+            raise InvalidEvent(f"event_id: bad value: {exc}") from None
     if raw["data"]["id"] != raw["product_id"]:
         raise InvalidEvent("data/id: does not match product_id")
     if raw["data"]["version"] != raw["version"]:
         raise InvalidEvent("data/version: does not match version")
-    try:
-        uuid.UUID(raw["event_id"])
-    except ValueError as exc:
-        raise InvalidEvent(f"event_id: bad value: {exc}") from None
     _storable_time("occurred_at", raw["occurred_at"])
     _storable_time("data/updated_at", raw["data"]["updated_at"])
     return ProductEvent(
@@ -174,6 +176,69 @@ def envelope_validate(raw: Any) -> ProductEvent:
         version=raw["version"], occurred_at=raw["occurred_at"], data=raw["data"],
         trace_id=raw.get("trace_id"),
     )
+
+
+# The fast path of envelope_validate: an event of the usual shape, checked field by field in
+# plain Python (~4x cheaper than the compiled schema, which was most of a worker's CPU per
+# event). It only ever says "valid" for an event the schema accepts (every check is the
+# schema's or stricter: exact types, whole-string matches, no NUL); anything else it leaves
+# to the schema, which decides and words the reason. tests/e2e/test_contract.py checks the
+# "only ever" against the schema on generated events.
+_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                      r"[0-9a-fA-F]{12}")
+_TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+                      r"(Z|[+-][0-9]{2}:[0-9]{2})")
+_PRICE_RE = re.compile(r"[0-9]{1,10}\.[0-9]{2}")
+_TRACE_RE = re.compile(r"[A-Za-z0-9._:-]{8,64}")
+_ENVELOPE_REQUIRED = frozenset({"event_id", "type", "product_id", "version", "occurred_at",
+                                "data"})
+_ENVELOPE_KEYS = _ENVELOPE_REQUIRED | {"trace_id"}
+_PRODUCT_REQUIRED = frozenset({"id", "title", "image", "price", "description", "version",
+                               "updated_at"})
+_PRODUCT_KNOWN = _PRODUCT_REQUIRED | {"created_at"}
+_EXTRA_SCALARS = (str, int, bool, type(None))  # not float: NaN and infinities go to the schema
+_ABSENT = object()
+
+
+def _plainly_valid(raw: Any) -> bool:
+    """True only if ``raw`` is valid by the schema (and its ``event_id`` a UUID); False means
+    "ask the schema", not "invalid"."""
+    if type(raw) is not dict or not (_ENVELOPE_REQUIRED <= raw.keys() <= _ENVELOPE_KEYS):
+        return False
+    event_id, pid, version, at = (raw["event_id"], raw["product_id"], raw["version"],
+                                  raw["occurred_at"])
+    if not (type(event_id) is str and _UUID_RE.fullmatch(event_id)
+            and type(raw["type"]) is str and raw["type"] in EVENT_TYPES
+            and type(pid) is int and 1 <= pid <= 9223372036854775807
+            and type(version) is int and 1 <= version <= 2147483647
+            and type(at) is str and _TIME_RE.fullmatch(at)):
+        return False
+    trace_id = raw.get("trace_id", _ABSENT)
+    if trace_id is not _ABSENT and not (type(trace_id) is str and _TRACE_RE.fullmatch(trace_id)):
+        return False
+    data = raw["data"]
+    if type(data) is not dict or len(data) > 32 or not _PRODUCT_REQUIRED <= data.keys():
+        return False
+    title, image, price, description, updated = (data["title"], data["image"], data["price"],
+                                                 data["description"], data["updated_at"])
+    if not (type(data["id"]) is int and data["id"] >= 1
+            and type(data["version"]) is int and data["version"] >= 1
+            and type(title) is str and 1 <= len(title) <= 200 and "\x00" not in title
+            and type(image) is str and len(image) <= 500 and "\x00" not in image
+            and type(price) is str and _PRICE_RE.fullmatch(price)
+            and type(description) is str and len(description) <= 10000
+            and "\x00" not in description
+            and type(updated) is str and _TIME_RE.fullmatch(updated)):
+        return False
+    created = data.get("created_at", "")
+    if type(created) is not str or len(created) > 40:
+        return False
+    if not data.keys() <= _PRODUCT_KNOWN:
+        for key, value in data.items():  # fields a later version of the contract may add
+            if key not in _PRODUCT_KNOWN and (type(value) not in _EXTRA_SCALARS
+                                              or (type(value) is str and len(value) > 2000)):
+                return False
+    return True
 
 
 def _storable_time(where: str, text: str) -> None:
@@ -185,6 +250,8 @@ def _storable_time(where: str, text: str) -> None:
         value = datetime.fromisoformat(text)
         if value.utcoffset() is None or abs(value.utcoffset()) > _MAX_OFFSET:
             raise ValueError("the UTC offset must be within -14:00..+14:00")
+        if 1 < value.year < 9999:  # a day and 14 hours either side stay within years 1-9999
+            return
         value.astimezone(UTC)
         (value - _MARGIN).astimezone(UTC)
         (value + _MARGIN).astimezone(UTC)

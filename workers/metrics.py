@@ -7,6 +7,7 @@ Each ``Subscriber`` (workers/subscriber.py) owns one ``SubscriberMetrics``."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from datetime import UTC, datetime
 from functools import cached_property
 
@@ -14,6 +15,29 @@ from celery import signals
 from prometheus_client import Counter, Gauge, Histogram
 
 LAG_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
+
+
+def observe_many(histogram: Histogram, amounts: list[float]) -> None:
+    """``histogram.observe(a)`` for each of ``amounts``, with one update per bucket touched
+    instead of one per amount: in multiprocess mode each update is a locked write to a mapped
+    file, and a batch of 100 events shared 2-3 buckets. The same counts and sum as observing
+    one by one (tests/catalog/test_worker.py checks); prometheus_client has no batch observe,
+    so this uses its Histogram's fields, and falls back to ``observe`` if they change."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for amount in amounts:
+            histogram.observe(amount)
+        return
+    counts: dict[int, int] = {}
+    for amount in amounts:
+        i = bisect_left(bounds, amount)  # the first bucket with amount <= its bound
+        counts[i] = counts.get(i, 0) + 1
+    for i, n in counts.items():
+        buckets[i].inc(n)
+    if amounts:
+        total.inc(sum(amounts))
 
 
 class SubscriberMetrics:
@@ -48,12 +72,14 @@ class SubscriberMetrics:
         if stale:
             m["stale"].inc(stale)
         now = datetime.now(UTC)
+        lags = []
         for event in events:
             try:
                 occurred = datetime.fromisoformat(event.occurred_at)
             except ValueError:
                 continue
-            m["lag"].observe(max(0.0, (now - occurred).total_seconds()))
+            lags.append(max(0.0, (now - occurred).total_seconds()))
+        observe_many(m["lag"], lags)
 
     def dead_lettered(self, n: int, *, kind: str) -> None:
         """``kind``: "event" (one event of a batch) or "message" (a whole message)."""

@@ -171,3 +171,68 @@ def test_an_event_id_names_the_change_not_the_emission():
         "13476616-2fe5-58c9-9a48-eddbaa7a8140"  # the same vector in clients/node's tests
     with pytest.raises(contract.InvalidEvent):
         contract.event_id_for("product.renamed", 1, 1)
+
+
+# --- the fast path of envelope_validate (contract._plainly_valid) ---
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_FIELDS = ["event_id", "type", "product_id", "version", "occurred_at", "trace_id", "data",
+           "extra", "data.id", "data.title", "data.image", "data.price", "data.description",
+           "data.version", "data.created_at", "data.updated_at", "data.extra", "data.more"]
+_TRICKY = [None, True, False, 0, 1, -1, 2**31 - 1, 2**31, 2**63 - 1, 2**63, 1.0, 2.5,
+           float("nan"), float("inf"), KeyError, "", "\x00", "nul\x00", "x" * 200, "x" * 201,
+           "x" * 2001, "product.created", "product.deleted", "product.exploded",
+           "2026-11-26T15:00:00Z", "2026-11-26T15:00:00.5+14:00", "2026-11-26T15:00:00Z\n",
+           "2026-11-26 15:00:00Z", "9.99", "9.9", "1234567890.12", "12345678901.12", "9.99\n",
+           "a3b9f0d2-6a55-5d4c-9f1e-2f6c1b7e8d40", "a3b9f0d2-6a55-5d4c-9f1e-2f6c1b7e8d40\n",
+           str(uuid.uuid4()).upper(), "{a3b9f0d2-6a55-5d4c-9f1e-2f6c1b7e8d40}", "trace-id-1",
+           "trace id 1", "t" * 64, "t" * 65, [], {}, [1], {"a": 1}]
+_VALUES = st.one_of(
+    st.sampled_from(_TRICKY), st.none(), st.booleans(),
+    st.integers(min_value=-2, max_value=2**64), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12), st.text(alphabet="0123456789-:.TZ+abcdefABCDEF\n\x00", max_size=40),
+)
+
+
+def _changed(changes) -> dict:
+    envelope = copy.deepcopy(doc_json_blocks()[0])
+    for path, value in changes:
+        target = envelope
+        *parents, last = path.split(".")
+        for key in parents:
+            target = target.get(key) if isinstance(target, dict) else None
+        if not isinstance(target, dict):
+            continue
+        if value is KeyError:
+            target.pop(last, None)
+        else:
+            target[last] = value
+    return envelope
+
+
+def _fast_path_agrees(envelope) -> None:
+    """The fast path may pass an event to the schema for any reason, but must never call
+    valid an event the schema (and the UUID check) rejects."""
+    if contract._plainly_valid(envelope):
+        contract.schema_validator()(envelope)  # raises if the schema disagrees
+        uuid.UUID(envelope["event_id"])
+
+
+@pytest.mark.parametrize("path", _FIELDS)
+def test_the_fast_path_accepts_only_what_the_schema_accepts_each_field(path):
+    for value in _TRICKY:
+        _fast_path_agrees(_changed([(path, value)]))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(_FIELDS), _VALUES), min_size=1, max_size=3))
+def test_the_fast_path_accepts_only_what_the_schema_accepts(changes):
+    _fast_path_agrees(_changed(changes))
+
+
+def test_the_fast_path_takes_the_usual_events():
+    """Else the worker pays for the schema on every event after all."""
+    envelope, message = doc_json_blocks()
+    assert contract._plainly_valid(envelope)
+    assert all(contract._plainly_valid(e) for e in message[1]["events"])
