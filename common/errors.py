@@ -112,3 +112,67 @@ class HostileInputMiddleware:
         logger.warning("400 for %s %s: %s (%s: %s)", request.method, request.path[:200], kind,
                        type(exception).__name__, str(exception)[:200])
         return _bad_request(request, 400, f"Bad request: {kind}.")
+
+
+# --- the database went away under a request ---
+def _disconnect(exception) -> bool:
+    from django.db import InterfaceError, OperationalError
+
+    return isinstance(exception, (OperationalError, InterfaceError))
+
+
+def _during_commit(exception) -> bool:
+    """Whether the error came from a COMMIT (its outcome is then unknown: the transaction may
+    have been written), read from the traceback: Django's ``_commit`` is in it."""
+    tb = exception.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "_commit":
+            return True
+        tb = tb.tb_next
+    return False
+
+
+class DatabaseRetryMixin:
+    """For DRF views: a request that lost its database connection (terminated by an
+    administrator, a restart, a failover) before anything was committed runs once more on a
+    new connection, so the client sees nothing of it. A read always may; a write may when the
+    error came from a statement, whose transaction is rolled back, not from its COMMIT (whose
+    outcome is unknown: that one is answered 503 by ``DatabaseUnavailableMiddleware``). The
+    views' writes are one service call each (one transaction), so nothing commits twice."""
+
+    def dispatch(self, request, *args, **kwargs):
+        from django.db import connections
+
+        request.body  # noqa: B018 - read once, so that the second run parses it again
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        except Exception as exc:
+            if not _disconnect(exc) or _during_commit(exc):
+                raise
+            logger.warning("%s %s lost its database connection (%s); running it once more",
+                           request.method, request.path[:200], str(exc).strip()[:200])
+            for conn in connections.all(initialized_only=True):
+                conn.close()
+        return super().dispatch(request, *args, **kwargs)
+
+
+class DatabaseUnavailableMiddleware:
+    """503 with Retry-After (not a 500) for a request whose database is unavailable or went
+    away under it: a clear "try again", logged as a warning."""
+
+    RETRY_AFTER = "2"
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not _disconnect(exception):
+            return None
+        logger.warning("503 for %s %s: database unavailable (%s: %s)", request.method,
+                       request.path[:200], type(exception).__name__, str(exception).strip()[:200])
+        response = _bad_request(request, 503, "The database is unavailable; try again shortly.")
+        response["Retry-After"] = self.RETRY_AFTER
+        return response

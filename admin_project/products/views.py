@@ -3,6 +3,7 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import NotFound
 from rest_framework.settings import api_settings
 
+from common.errors import DatabaseRetryMixin
 from common.throttling import LOGIN_THROTTLES, AnonRateThrottle
 
 from . import selectors, services
@@ -10,7 +11,7 @@ from .models import Product
 from .serializers import ProductSerializer
 
 
-class ProductViewSet(viewsets.ModelViewSet):
+class ProductViewSet(DatabaseRetryMixin, viewsets.ModelViewSet):
     """Products: thin HTTP layer over ``services`` (writes) and ``selectors`` (reads)."""
 
     serializer_class = ProductSerializer

@@ -2,6 +2,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.exceptions import ValidationError
 
+from common.errors import DatabaseRetryMixin
 from common.pagination import ascii_int
 
 from . import selectors
@@ -22,7 +23,7 @@ MAX_ID = 2**63 - 1
 @extend_schema_view(list=extend_schema(parameters=[OpenApiParameter(
     "product_id", {"type": "integer", "minimum": 1, "maximum": MAX_ID},
     description="Only this product's changes.")]))
-class ProductChangeViewSet(viewsets.ReadOnlyModelViewSet):
+class ProductChangeViewSet(DatabaseRetryMixin, viewsets.ReadOnlyModelViewSet):
     """The audit log: every product event the audit subscriber received, oldest version first."""
 
     serializer_class = ProductChangeSerializer

@@ -1,9 +1,11 @@
 from django.db import OperationalError
 from drf_spectacular.utils import extend_schema
+from psycopg2.errors import QueryCanceled
 from rest_framework import mixins, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.errors import DatabaseRetryMixin
 from common.throttling import AnonRateThrottle, ScopedRateThrottle
 
 from . import selectors
@@ -17,7 +19,7 @@ from .serializers import (
 )
 
 
-class ProductViewSet(viewsets.ReadOnlyModelViewSet):
+class ProductViewSet(DatabaseRetryMixin, viewsets.ReadOnlyModelViewSet):
     """The catalog's products: read-only, no login needed. Deleted products are 404."""
 
     serializer_class = ProductSerializer
@@ -27,7 +29,8 @@ class ProductViewSet(viewsets.ReadOnlyModelViewSet):
         return selectors.product_list()
 
 
-class ProductVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class ProductVersionViewSet(DatabaseRetryMixin, mixins.ListModelMixin,
+                            viewsets.GenericViewSet):
     """The version of every product id the catalog holds, deleted ones included (their data
     stays hidden). What the admin's `restore_fence` compares a restored admin database with:
     ids and versions the subscribers saw that the backup does not know."""
@@ -38,7 +41,7 @@ class ProductVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return selectors.product_versions_list()
 
 
-class _DigestThrottled(APIView):
+class _DigestThrottled(DatabaseRetryMixin, APIView):
     """Each request reads a range of rows: its own rate per client on top of the API's
     (``CATALOG_THROTTLE_DIGESTS``), and a range the database cannot digest within the statement
     timeout is a 400 (ask for a smaller one), not a 500."""
@@ -47,7 +50,8 @@ class _DigestThrottled(APIView):
     throttle_classes = [AnonRateThrottle, ScopedRateThrottle]
 
     def handle_exception(self, exc):
-        if isinstance(exc, OperationalError):
+        # the statement timeout (a disconnect is not: that one runs again, or answers 503)
+        if isinstance(exc, OperationalError) and isinstance(exc.__cause__, QueryCanceled):
             return Response({"detail": "this range cannot be digested within the statement "
                                        "timeout: ask for a smaller range"}, status=400)
         return super().handle_exception(exc)

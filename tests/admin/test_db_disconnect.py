@@ -1,0 +1,108 @@
+"""The database connection is terminated under a request (an administrator's
+``pg_terminate_backend``, a restart, a failover): real PostgreSQL, the request's own backend
+terminated from another connection at a chosen statement. Before anything is committed the
+request runs once more and the client sees nothing; at the COMMIT (outcome unknown) the answer
+is a 503 with Retry-After, never a 500; a database that stays away answers 503 too."""
+
+from __future__ import annotations
+
+import contextlib
+from decimal import Decimal
+
+import psycopg2
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from admin_project.outbox.models import OutboxEvent
+from admin_project.products import services
+from admin_project.products.models import Product
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _terminate(pid: int) -> None:
+    db = settings.DATABASES["default"]
+    with contextlib.closing(psycopg2.connect(dbname=db["NAME"], user=db["USER"],
+                                             host=db["HOST"], port=db["PORT"],
+                                             password=db["PASSWORD"])) as other:
+        other.autocommit = True
+        with other.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", [pid])
+            assert cur.fetchone()[0]
+
+
+@contextlib.contextmanager
+def terminated_at(match: str, *, after: bool = False):
+    """Terminate this connection's backend once, just before (or just after) the first
+    statement containing ``match``; yields the list of the statements it was terminated at."""
+    hits: list[str] = []
+
+    def wrapper(execute, sql, params, many, context):
+        if not hits and match in sql and not after:
+            hits.append(sql)
+            _terminate(context["connection"].connection.info.backend_pid)
+        result = execute(sql, params, many, context)
+        if not hits and match in sql and after:
+            hits.append(sql)
+            _terminate(context["connection"].connection.info.backend_pid)
+        return result
+
+    with connection.execute_wrapper(wrapper):
+        yield hits
+
+
+def test_an_update_whose_connection_is_terminated_mid_transaction_is_run_again(api):
+    product = services.product_create(title="t", price=Decimal("1.00"))
+    with terminated_at("FOR UPDATE") as hits:
+        r = api.patch(f"/api/products/{product.pk}/", {"title": "renamed"}, format="json")
+    assert hits, "the connection was not terminated"
+    assert r.status_code == 200, r.content
+    product.refresh_from_db()
+    assert (product.title, product.version) == ("renamed", 2)  # applied once
+    assert OutboxEvent.objects.filter(product_id=product.pk).count() == 2
+
+
+def test_a_create_whose_connection_is_terminated_mid_transaction_is_run_again(api):
+    with terminated_at("products_outboxevent") as hits:
+        r = api.post("/api/products/", {"title": "new", "price": "2.00"}, format="json")
+    assert hits and r.status_code == 201, r.content
+    assert Product.objects.filter(title="new").count() == 1  # not twice
+    assert OutboxEvent.objects.count() == 1
+
+
+def test_a_read_whose_connection_is_terminated_is_run_again(api):
+    services.product_create(title="t", price=Decimal("1.00"))
+    with terminated_at("FROM \"products_product\"") as hits:
+        r = api.get("/api/products/")
+    assert hits and r.status_code == 200 and r.json()["count"] == 1, r.content
+
+
+def test_a_connection_lost_at_commit_answers_503_with_retry_after(api):
+    product = services.product_create(title="t", price=Decimal("1.00"))
+    # after the last statement of the transaction: the next thing sent is its COMMIT
+    with terminated_at("products_outboxevent", after=True) as hits:
+        r = api.patch(f"/api/products/{product.pk}/", {"title": "renamed"}, format="json")
+    assert hits
+    assert r.status_code == 503 and r["Retry-After"], r.content
+    assert "database is unavailable" in r.json()["detail"]
+    product.refresh_from_db()  # (here the COMMIT never reached the server: nothing written)
+    assert product.version == 1
+
+
+def test_a_database_that_stays_away_answers_503_not_500(api):
+    services.product_create(title="t", price=Decimal("1.00"))
+    pid_terminations = []
+
+    def wrapper(execute, sql, params, many, context):  # every statement, every connection
+        pid_terminations.append(sql)
+        _terminate(context["connection"].connection.info.backend_pid)
+        return execute(sql, params, many, context)
+
+    try:
+        with connection.execute_wrapper(wrapper):
+            r = api.get("/api/products/")
+    finally:
+        connection.close()  # the test database's teardown needs a live one
+    assert len(pid_terminations) >= 2  # the first run and the second
+    assert r.status_code == 503 and r["Retry-After"] == "2", r.content
