@@ -5,8 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FAULTS_EXAMPLES ?= 100
+CHAOS_SECONDS ?= 600
+CHAOS_SEED ?=
 
-.PHONY: run test test-deps test-admin test-catalog test-e2e test-node test-faults-quick faults bench lint setup clean-venv
+.PHONY: run test test-deps test-admin test-catalog test-e2e test-node test-faults-quick faults chaos bench lint setup clean-venv
 
 # Run pytest; exit code 5 (no test collected) is an error here, and says so.
 define pytest
@@ -69,6 +71,11 @@ faults: $(STAMP)
 	  tests/admin/test_hostile_generative.py --ds=admin_project.settings.test
 	GENERATIVE_EXAMPLES=$$(( $(FAULTS_EXAMPLES) * 10 )) $(BIN)/pytest \
 	  tests/catalog/test_hostile_generative.py --ds=catalog_project.settings.test
+
+## chaos: random faults (seeded; the seed is printed) under HTTP writes for CHAOS_SECONDS (600),
+## then one checker's verdict; CHAOS_SEED=N repeats a run; JSON in tests/artifacts/chaos.json
+chaos: $(STAMP)
+	$(BIN)/python -m harness.chaos --seconds $(CHAOS_SECONDS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
 
 ## bench: every benchmark in one run; table, bench/results/<timestamp>.json and .png
 bench: $(STAMP)
