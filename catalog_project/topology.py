@@ -30,6 +30,8 @@ actionable message.
 
 from __future__ import annotations
 
+import re
+
 from amqp.exceptions import PreconditionFailed
 from kombu import Exchange, Queue, binding
 from kombu.transport.native_delayed_delivery import (
@@ -143,11 +145,29 @@ class _OneChannel:
         return self._channel
 
 
-CATALOG = Subscription("catalog", contract.ROUTING_PATTERN_ALL)  # catalog.products
+# Every subscriber this repository runs, by name. Being here gives a subscriber
+# `manage.py dlq --subscriber <name>`, `manage.py topology check|upgrade`, its queue gauges on
+# the catalog's /metrics, its queue upgrade in scripts/bootstrap.py and its broker user role
+# (`<NAME>_BROKER_USER`, scripts/broker_users.py). A new one is one `subscribe(...)` line
+# (docs/extending.md), here or at the end of this file.
+SUBSCRIBERS: dict[str, Subscription] = {}
+_NAME = re.compile(r"[a-z][a-z0-9]{0,30}")
+
+
+def subscribe(subscription: Subscription) -> Subscription:
+    """Register ``subscription`` in ``SUBSCRIBERS`` (its name: lower-case letters and digits,
+    since it names queues, exchanges, a broker user role and a settings prefix)."""
+    if not _NAME.fullmatch(subscription.name):
+        raise ValueError(f"subscriber name {subscription.name!r}: lower-case letters and digits")
+    if subscription.name in SUBSCRIBERS:
+        raise ValueError(f"subscriber {subscription.name!r} is already registered")
+    SUBSCRIBERS[subscription.name] = subscription
+    return subscription
+
+
+CATALOG = subscribe(Subscription("catalog", contract.ROUTING_PATTERN_ALL))  # catalog.products
 # The audit log (workers/audit.py): every create, update and delete, at its own pace.
-AUDIT = Subscription("audit", "product.*")  # audit.products
-# Every subscriber this repository runs, by name (`manage.py dlq --subscriber`, queue metrics).
-SUBSCRIBERS = {s.name: s for s in (CATALOG, AUDIT)}
+AUDIT = subscribe(Subscription("audit", "product.*"))  # audit.products
 
 
 def mismatch_message(queue: Queue, exc: Exception, subscriber: str = "") -> str:

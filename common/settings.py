@@ -59,11 +59,11 @@ def broker_url(env: environ.Env) -> str:
     return env("CELERY_BROKER_URL", default="") or "amqp://guest:guest@127.0.0.1:5672//"
 
 
-def subscriber_broker_urls(env: environ.Env, default: str) -> dict[str, str]:
-    """The broker URL each subscriber's operator commands use (`dlq`, `topology upgrade`):
-    ``<SUBSCRIBER>_BROKER_URL`` (that worker's own user) when set, else ``default``."""
-    return {name: env(f"{name.upper()}_BROKER_URL", default="") or default
-            for name in ("catalog", "audit")}
+def subscriber_broker_urls(env: environ.Env, default: str, names) -> dict[str, str]:
+    """The broker URL each subscriber ``names`` names uses for its operator commands (`dlq`,
+    `topology upgrade`): ``<SUBSCRIBER>_BROKER_URL`` (that worker's own user) when set, else
+    ``default``."""
+    return {name: env(f"{name.upper()}_BROKER_URL", default="") or default for name in names}
 
 
 def databases(env: environ.Env, prefix: str, default_url: str) -> dict:

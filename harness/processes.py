@@ -23,12 +23,12 @@ def free_port() -> int:
 class Proc:
     """A child process whose output goes to tests/artifacts/<name>.log."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str]):
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], cwd: Path = REPO):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.log_path = ARTIFACTS / f"{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(argv, cwd=REPO, env=env, stdout=self._log,
+        self.popen = subprocess.Popen(argv, cwd=cwd, env=env, stdout=self._log,
                                       stderr=subprocess.STDOUT, start_new_session=True)
 
     @property

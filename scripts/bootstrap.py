@@ -1,5 +1,5 @@
-"""Prepare a local machine for `make run`: check services, create databases, migrate,
-collect static files, create the superuser,
+"""Prepare a local machine for `make run`: check services, create the databases of every Django
+project (``*_project``) and migrate them, collect static files, create the superuser,
 grant each process's database role (scripts/db_roles.py). Idempotent; safe to run every time.
 
 Reads the same environment as the apps (.env at the repository root, then the process env)."""
@@ -19,6 +19,7 @@ from psycopg2 import sql
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from catalog_project.topology import SUBSCRIBERS  # noqa: E402
 from product_events.broker import shared_exchanges_declare  # noqa: E402
 
 env = environ.Env()
@@ -69,6 +70,17 @@ def database_ensure(url: str) -> None:
     conn.close()
 
 
+WEB_PROJECTS = ("admin_project", "catalog_project")
+
+
+def projects() -> list[str]:
+    """Every Django project of the repository (``<name>_project/manage.py``; a subscriber with a
+    project of its own too), the admin's and the catalog's first. Each one's database is
+    ``<NAME>_DATABASE_URL`` (default ``products_<name>`` on the local server)."""
+    found = sorted(p.parent.name for p in REPO.glob("*_project/manage.py"))
+    return [*WEB_PROJECTS, *(p for p in found if p not in WEB_PROJECTS)]
+
+
 def manage(project: str, *args: str) -> None:
     subprocess.run([sys.executable, str(REPO / project / "manage.py"), *args], check=True,
                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -76,14 +88,15 @@ def manage(project: str, *args: str) -> None:
 
 def main() -> None:
     check_broker(env("CELERY_BROKER_URL", default="amqp://guest:guest@127.0.0.1:5672//"))
-    database_ensure(env("ADMIN_DATABASE_URL",
-                        default="postgres://postgres@127.0.0.1:5432/products_admin"))
-    database_ensure(env("CATALOG_DATABASE_URL",
-                        default="postgres://postgres@127.0.0.1:5432/products_catalog"))
-    for project in ("admin_project", "catalog_project"):
+    for project in projects():
+        name = project.removesuffix("_project")
+        database_ensure(env(f"{name.upper()}_DATABASE_URL",
+                            default=f"postgres://postgres@127.0.0.1:5432/products_{name}"))
         manage(project, "migrate", "--no-input", "-v", "0")
-        manage(project, "collectstatic", "--no-input", "-v", "0")
-        print(f"{project}: migrated, static files collected")
+        if project in WEB_PROJECTS:
+            manage(project, "collectstatic", "--no-input", "-v", "0")
+        print(f"{project}: migrated" + (", static files collected" if project in WEB_PROJECTS
+                                        else ""))
     manage("admin_project", "ensure_superuser")
     # after every migrate, so the tables of a new migration get their grants too
     subprocess.run([sys.executable, str(REPO / "scripts" / "db_roles.py")], check=True,
@@ -91,7 +104,7 @@ def main() -> None:
     # a release that changed a subscriber's queue arguments: replace the queue now, before any
     # worker starts (docs/operations.md, "Upgrading the queue"; nothing is lost, and a queue
     # still consumed elsewhere is refused and left as it is, with the reason)
-    for subscriber in ("catalog", "audit"):
+    for subscriber in SUBSCRIBERS:  # catalog_project/topology.py: every subscriber
         out = subprocess.run([sys.executable, str(REPO / "catalog_project" / "manage.py"),
                               "topology", "upgrade", "--if-exists", "--subscriber", subscriber],
                              env={**os.environ, "PYTHONUNBUFFERED": "1"}, capture_output=True,

@@ -6,6 +6,8 @@ Users and passwords come from the environment:
   ADMIN_BROKER_USER / ADMIN_BROKER_PASSWORD      relay: declare + publish to `products` only
   CATALOG_BROKER_USER / CATALOG_BROKER_PASSWORD  catalog worker: its own queues and exchanges
   AUDIT_BROKER_USER / AUDIT_BROKER_PASSWORD      audit worker: its own queues and exchanges
+  <NAME>_BROKER_USER / <NAME>_BROKER_PASSWORD    every other subscriber of
+                                                 catalog_project/topology.py: the same, its own
   FLOWER_BROKER_USER / FLOWER_BROKER_PASSWORD    Flower: events and remote-control only
 The management user (RABBITMQ_ADMIN_USER / RABBITMQ_ADMIN_PASSWORD) is used only to create them
 and to declare the shared exchanges (`products`, `celeryev`), which no application user may
@@ -30,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kombu import Connection  # noqa: E402
 
+from catalog_project.topology import SUBSCRIBERS  # noqa: E402
 from product_events.broker import SHARED_EXCHANGES, shared_exchanges_declare  # noqa: E402
 
 
@@ -51,8 +54,8 @@ def _subscriber(name: str) -> tuple[str, str, str]:
 _FLOWER_OWN = r"celeryev\..*|.*\.reply\.catalog\.pidbox"
 PERMISSIONS = {
     "ADMIN": (r"^$", r"^products$", r"^$"),
-    "CATALOG": _subscriber("catalog"),
-    "AUDIT": _subscriber("audit"),
+    # one role per subscriber of catalog_project/topology.py: CATALOG, AUDIT, and any added
+    **{name.upper(): _subscriber(name) for name in SUBSCRIBERS},
     "FLOWER": (rf"^({_FLOWER_OWN}|catalog\.pidbox|reply\.catalog\.pidbox)$",
                rf"^({_FLOWER_OWN}|catalog\.pidbox|reply\.catalog\.pidbox)$",
                rf"^({_FLOWER_OWN}|celeryev|reply\.catalog\.pidbox)$"),

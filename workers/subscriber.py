@@ -8,9 +8,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from celery import Celery
 from celery.events import event as celery_event
 
 from catalog_project.topology import Subscription
+from product_events import contract
 from workers.metrics import SubscriberMetrics
 
 # Task events go to the shared `celeryev` exchange, which no application user may configure
@@ -84,3 +86,45 @@ class Subscriber:
         # reason) what Celery cannot turn into a task instead of dropping it.
         app.conf.worker_consumer = "workers.consumer:SubscriberConsumer"
         self.metrics.serve_while_worker_runs(app, bind=self.metrics_bind)
+
+
+def subscriber_app(subscription: Subscription, *, env, prefix: str, apply: str,
+                   metrics_bind: str = "") -> Celery:
+    """The whole Celery app of one subscriber of the product bus: what a new subscriber writes
+    is its ``Subscription`` (catalog_project/topology.py), its ``apply`` service, this call and
+    a line in the Procfile (docs/extending.md).
+
+    * ``env``: the django-environ ``Env`` of the subscriber's Django settings (set
+      ``DJANGO_SETTINGS_MODULE`` before importing them);
+    * ``prefix``: its settings prefix: ``<prefix>_RETRY_MAX``, ``<prefix>_RETRY_BACKOFF_BASE``,
+      ``<prefix>_RETRY_BACKOFF_MAX``, ``<prefix>_PAUSE_HOLD_SECONDS`` (RetryPolicy) and
+      ``<prefix>_WORKER_METRICS_BIND`` (its Prometheus exporter, host:port; ``metrics_bind`` is
+      the default, "" none);
+    * ``apply``: the dotted path of ``apply(*, events: list[ProductEvent])``, which writes the
+      valid events of one message in one transaction, idempotently, and returns an object with
+      ``applied``, ``stale`` and ``applied_events`` (imported in the pool process, on first use).
+
+    The task is registered under the contract's name (docs/events.md) with the task base class
+    ``workers.handling:ProductEventsTask`` (validation, parking each invalid event alone, pause
+    while the database is away, retries, metrics); the app takes the ``CELERY_*`` settings of
+    the subscriber's Django project, which must keep the worker settings the catalog's have
+    (acks late, reject on worker lost, JSON only: docs/extending.md)."""
+    from django.utils.module_loading import import_string
+
+    subscriber = Subscriber(subscription, retry=RetryPolicy.from_env(env, prefix),
+                            metrics_bind=env(f"{prefix}_WORKER_METRICS_BIND",
+                                             default=metrics_bind))
+    app = Celery(subscription.name, task_cls="workers.handling:ProductEventsTask")
+    app.config_from_object("django.conf:settings", namespace="CELERY")
+    subscriber.configure(app)
+    resolved: list = []
+
+    @app.task(name=contract.TASK_APPLY_PRODUCT_EVENTS, bind=True, shared=False)
+    def apply_product_events(self, events=None, **unexpected):
+        if not resolved:
+            resolved.append(import_string(apply))
+        return self.handle(events, unexpected, apply=resolved[0])
+
+    apply_product_events.__doc__ = f"Product events for the {subscription.name} subscriber: " \
+                                   f"{apply}."
+    return app

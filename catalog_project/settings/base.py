@@ -5,6 +5,7 @@ settings too. What the admin's settings share is in ``common.settings``."""
 
 from pathlib import Path
 
+from catalog_project import topology
 from common import settings as common
 from common.logs import logging_config
 from common.settings import *  # noqa: F403  (i18n, time zone, static files, Celery's JSON basics)
@@ -91,7 +92,8 @@ METRICS_COLLECTORS = ["catalog_project.catalog.metrics.CatalogCollector"]
 # --- Celery (the catalog worker in workers/catalog.py) ---
 CELERY_BROKER_URL = common.broker_url(env)  # per-process broker users: see broker_url
 # `dlq --subscriber X` and `topology upgrade --subscriber X` connect as that worker's user
-SUBSCRIBER_BROKER_URLS = common.subscriber_broker_urls(env, CELERY_BROKER_URL)
+SUBSCRIBER_BROKER_URLS = common.subscriber_broker_urls(env, CELERY_BROKER_URL,
+                                                        topology.SUBSCRIBERS)
 CELERY_RESULT_SERIALIZER = "json"
 # Ack only after the write committed; a worker that dies mid-task gets its messages redelivered.
 CELERY_TASK_ACKS_LATE = True

@@ -56,13 +56,13 @@ def test_every_env_example_key_is_used_somewhere():
                *REPO.glob("workers/*.py"), *REPO.glob("common/*.py")]
     text = "\n".join(p.read_text() for p in sources)
     # common/settings.py reads some variables of both projects as f"{prefix}_NAME", and each
-    # worker its retry policy as RetryPolicy.from_env(env, "PREFIX")
+    # subscriber worker its settings as subscriber_app(..., prefix="PREFIX") (workers/subscriber.py)
     common = (REPO / "common" / "settings.py").read_text()
     text += "\n".join(f"{project}_{name}" for name in re.findall(r"\{prefix\}_(\w+)", common)
                       for project in ("ADMIN", "CATALOG"))
     policy = (REPO / "workers" / "subscriber.py").read_text()
     text += "\n".join(f"{prefix}_{name}"
-                      for prefix in re.findall(r'RetryPolicy\.from_env\(env, "(\w+)"\)', text)
+                      for prefix in re.findall(r'subscriber_app\([^)]*prefix="(\w+)"', text)
                       for name in re.findall(r"\{prefix\}_(\w+)", policy))
     unused = {k for k in env_example_keys() if k not in text}
     assert not unused, f"documented in .env.example but read nowhere: {sorted(unused)}"
