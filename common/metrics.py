@@ -139,9 +139,10 @@ def metrics_view(request):
     return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
 
 
-def exporter_start(bind: str) -> bool:
-    """Serve /metrics on ``host:port`` from a daemon thread (relay, worker). Empty ``bind``
-    disables it. A port in use is logged, never fatal: metrics must not stop event delivery."""
+def exporter_start(bind: str, extra_collectors=()) -> bool:
+    """Serve /metrics on ``host:port`` from a daemon thread (relay, worker), with
+    ``extra_collectors`` (read at scrape time in this process). Empty ``bind`` disables it. A
+    port in use is logged, never fatal: metrics must not stop event delivery."""
     if not bind:
         return False
     from prometheus_client import start_http_server
@@ -149,7 +150,7 @@ def exporter_start(bind: str) -> bool:
     host, _, port = bind.rpartition(":")
     try:
         start_http_server(int(port), addr=host or "0.0.0.0",
-                          registry=scrape_registry())
+                          registry=scrape_registry(extra_collectors))
     except OSError as exc:
         logger.error("metrics exporter not started on %s: %s", bind, exc)
         return False

@@ -28,7 +28,8 @@ def _deadline(*_args):
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m workers.healthcheck <subscriber: catalog, audit, ...>", file=sys.stderr)
+        print("usage: python -m workers.healthcheck <subscriber: catalog, audit, ...>",
+              file=sys.stderr)
         return 2
     name = argv[1]
     app = importlib.import_module(f"workers.{name}").app

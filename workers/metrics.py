@@ -113,7 +113,7 @@ class SubscriberMetrics:
             if ours(sender):
                 from common import metrics
 
-                metrics.exporter_start(bind)
+                metrics.exporter_start(bind, extra_collectors=[InFlightCollector(self.name)])
 
         @signals.worker_shutdown.connect(weak=False)
         def _cleanup(sender=None, **kwargs):
@@ -121,3 +121,23 @@ class SubscriberMetrics:
                 from common import metrics
 
                 metrics.multiprocess_cleanup()
+
+
+class InFlightCollector:
+    """``<name>_messages_in_flight``: messages this worker has received and not yet acked or
+    rejected (prefetched, running, held while paused, waiting for their countdown), read at
+    scrape time in the worker's main process, which holds them (Celery's reserved requests).
+    The broker counts them as unacked, not as ready: without this a paused worker's messages
+    are in no queue-depth gauge."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def collect(self):
+        from celery.worker import state
+        from prometheus_client.core import GaugeMetricFamily
+
+        yield GaugeMetricFamily(
+            f"{self.name}_messages_in_flight",
+            f"Messages the {self.name} worker holds, received and not yet acknowledged "
+            "(prefetched, running, held while paused).", value=len(state.reserved_requests))

@@ -1,12 +1,14 @@
 """Catalog metrics read at scrape time, straight from the broker: for every subscriber's queue
-and DLQ (catalog, audit) whether it exists, its ready messages and its consumers. The worker's
-counters (applied, stale, dead-lettered, lag) are on the worker's own exporter."""
+and DLQ (catalog, audit, ...) whether it exists, its ready messages and its consumers, and the
+messages waiting in its delay queues for a retry. The worker's counters (applied, stale,
+dead-lettered, lag) and the messages it holds unacknowledged (``<name>_messages_in_flight``)
+are on the worker's own exporter."""
 
 import logging
 
 from prometheus_client.core import GaugeMetricFamily
 
-from catalog_project.catalog.queues import queue_states
+from catalog_project.catalog.queues import delayed_messages, queue_states
 from common.health import CHECK_TIMEOUT, Memo, broker_url, probe_ttl
 
 logger = logging.getLogger("catalog_project.metrics")
@@ -19,7 +21,8 @@ def _queue_states():
 
     try:
         with Connection(broker_url(), connect_timeout=CHECK_TIMEOUT) as conn:
-            return [s for s in queue_states(conn) if s.role != "holding"]
+            return ([s for s in queue_states(conn) if s.role != "holding"],
+                    delayed_messages(conn))
     except Exception as exc:  # noqa: BLE001 - a scrape must not fail with the broker
         logger.warning("queue states unavailable: %s", exc)
         return None
@@ -43,8 +46,16 @@ class CatalogCollector:
         consumers = GaugeMetricFamily("catalog_subscriber_queue_consumers",
                                       "Consumers of each subscriber's queue and DLQ.",
                                       labels=["subscriber", "queue", "role"])
+        delayed = GaugeMetricFamily(
+            "catalog_subscriber_delayed_messages",
+            "Messages waiting for a retry's countdown in each subscriber's delay queues "
+            "(<name>_celery_delayed_*): in no queue-depth figure until their delay ends.",
+            labels=["subscriber"])
         up = GaugeMetricFamily("catalog_broker_up", "1 if the broker answered this scrape.")
-        states = _states.get()
+        found = _states.get()
+        states, waiting = found if found is not None else (None, {})
+        for name, n in waiting.items():
+            delayed.add_metric([name], n)
         for s in states or []:
             labels = [s.subscriber, s.queue, s.role]
             present.add_metric(labels, 1 if s.present else 0)
@@ -55,4 +66,5 @@ class CatalogCollector:
         yield depth
         yield present
         yield consumers
+        yield delayed
         yield up

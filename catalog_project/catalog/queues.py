@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import amqp
 from amqp.exceptions import NotFound, PreconditionFailed
 from kombu import Connection
+from kombu.transport.native_delayed_delivery import level_name
 
 from catalog_project.topology import SUBSCRIBERS, Subscription
 
@@ -91,6 +92,19 @@ def queue_states(conn: Connection,
                 continue
             messages, consumers = found or (0, 0)
             out.append(QueueState(sub.name, name, role, found is not None, messages, consumers))
+    return out
+
+
+def delayed_messages(conn: Connection,
+                     subscriptions: Iterable[Subscription] = SUBSCRIBERS.values(),
+                     ) -> dict[str, int]:
+    """Messages waiting for a retry's countdown in each subscriber's own delay queues
+    (``<name>_celery_delayed_27`` ... ``_0``): ready there, but in no queue the worker reads
+    until their delay ends. A missing level counts 0."""
+    out = {}
+    for sub in subscriptions:
+        out[sub.name] = sum((_passive(conn, level_name(level, sub.delay_prefix)) or (0, 0))[0]
+                            for level in range(28))
     return out
 
 

@@ -133,6 +133,12 @@ def test_metrics_of_every_process(stack):
         assert metric(catalog, "catalog_subscriber_queue_present", f'queue="{queue}"') == 1
     assert metric(catalog, "catalog_subscriber_queue_consumers",
                   'queue="catalog.products",role="queue"') >= 1
+    for name in ("catalog", "audit"):  # what waits for a retry (tests/catalog/test_outage.py)
+        assert metric(catalog, "catalog_subscriber_delayed_messages",
+                      f'subscriber="{name}"') >= 0
+    # what each worker holds unacknowledged, on its own exporter
+    assert metric(worker, "catalog_messages_in_flight") >= 0
+    assert metric(audit, "audit_messages_in_flight") >= 0
     flower = requests.get(f"{stack.flower}/metrics", auth=stack.flower_auth, timeout=10)
     assert flower.status_code == 200 and "flower_events_total" in flower.text
     assert requests.get(f"{stack.flower}/metrics", timeout=10).status_code == 401
