@@ -68,13 +68,17 @@ def test_a_third_subscriber_added_as_docs_extending_says_gets_its_events(tmp_pat
     suffix = uuid.uuid4().hex[:8]
     admin_db, catalog_db = f"ext_admin_{suffix}", f"ext_catalog_{suffix}"
     ports = {k: processes.free_port() for k in ("ADMIN_PORT", "CATALOG_PORT", "SEARCH_METRICS")}
-    vhost = os.environ["TEST_SESSION_VHOST"]
+    # a vhost of its own: the session's stack runs workers named catalog@<host> and
+    # audit@<host> on the session vhost, whose remote-control queues are exclusive
+    vhost = f"ext-{suffix}"
+    for args in (["add_vhost", vhost], ["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"]):
+        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
     search_user, search_secret = f"ext-search-{suffix}", uuid.uuid4().hex
     values = env_example() | {
         "ADMIN_PORT": str(ports["ADMIN_PORT"]), "CATALOG_PORT": str(ports["CATALOG_PORT"]),
         "ADMIN_DATABASE_URL": pg.database_url(admin_db),
         "CATALOG_DATABASE_URL": pg.database_url(catalog_db),
-        "CELERY_BROKER_URL": os.environ["CELERY_BROKER_URL"],
+        "CELERY_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
         # the new subscriber as step 4 says: a broker user of its own role
         "SEARCH_BROKER_USER": search_user, "SEARCH_BROKER_PASSWORD": search_secret,
         "SEARCH_BROKER_URL": f"amqp://{search_user}:{search_secret}@127.0.0.1:5672/{vhost}",
@@ -175,5 +179,7 @@ def test_a_third_subscriber_added_as_docs_extending_says_gets_its_events(tmp_pat
         for user in [search_user, *(v for k, v in broker_users.items() if k.endswith("_USER"))]:
             subprocess.run(["rabbitmqctl", "-q", "delete_user", user], capture_output=True,
                            timeout=60)
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True,
+                       timeout=60)
         pg.database_drop(admin_db)
         pg.database_drop(catalog_db)
