@@ -29,4 +29,5 @@ urlpatterns = [
 ]
 
 handler404 = "common.errors.not_found"
+handler400 = "common.errors.bad_request"
 handler500 = "common.errors.server_error"

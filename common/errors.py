@@ -4,6 +4,7 @@ and the DEBUG error page without secrets (``DEFAULT_EXCEPTION_REPORTER``, ``..._
 import logging
 import os
 import re
+import sys
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
@@ -19,7 +20,25 @@ def not_found(request, exception):
     return defaults.page_not_found(request, exception)
 
 
+def bad_request(request, exception):
+    """Django's handler400. Django turns a database error while saving the session at the end
+    of a request (after a login) into SessionInterrupted, a 400: when that error is a database
+    that went away, the client's request was fine and is worth repeating: 503."""
+    cause, depth = exception, 0
+    while cause is not None and depth < 5:  # SessionInterrupted <- UpdateError <- the error
+        if _disconnect(cause):
+            return _database_unavailable(request, cause)
+        cause, depth = cause.__cause__ or cause.__context__, depth + 1
+    return defaults.bad_request(request, exception)
+
+
 def server_error(request):
+    """Django's handler500. An unavailable database is a 503 here too: errors raised outside a
+    view (in a middleware: the session saved after a login, the admin's messages) never reach
+    ``DatabaseUnavailableMiddleware.process_exception``, but every uncaught one reaches this."""
+    exception = sys.exc_info()[1]
+    if exception is not None and _disconnect(exception):
+        return _database_unavailable(request, exception)
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Server error."}, status=500)
     return defaults.server_error(request)
@@ -121,6 +140,27 @@ def _disconnect(exception) -> bool:
     return isinstance(exception, (OperationalError, InterfaceError))
 
 
+# SQLSTATE classes and codes of a connection that is gone or cannot be had (08: connection
+# exception; 57P01-03: terminated by an administrator, a crash, cannot connect now); errors
+# without a code come from libpq itself (server closed the connection, could not connect)
+_LOST = ("08", "57P01", "57P02", "57P03")
+
+
+def _connection_lost(exception) -> bool:
+    """Whether the request's connection is gone (worth one more run on a new one), as opposed
+    to an error the same database would give again (a statement timeout, a deadlock, a
+    serialization failure: OperationalErrors too, but running the request again would only
+    double its wait)."""
+    from django.db import InterfaceError, OperationalError
+
+    if isinstance(exception, InterfaceError):
+        return True
+    if not isinstance(exception, OperationalError):
+        return False
+    code = getattr(exception.__cause__, "pgcode", None)
+    return code is None or code.startswith(_LOST)
+
+
 def _during_commit(exception) -> bool:
     """Whether the error came from a COMMIT (its outcome is then unknown: the transaction may
     have been written), read from the traceback: Django's ``_commit`` is in it."""
@@ -147,7 +187,7 @@ class DatabaseRetryMixin:
         try:
             return super().dispatch(request, *args, **kwargs)
         except Exception as exc:
-            if not _disconnect(exc) or _during_commit(exc):
+            if not _connection_lost(exc) or _during_commit(exc):
                 raise
             logger.warning("%s %s lost its database connection (%s); running it once more",
                            request.method, request.path[:200], str(exc).strip()[:200])
@@ -171,8 +211,12 @@ class DatabaseUnavailableMiddleware:
     def process_exception(self, request, exception):
         if not _disconnect(exception):
             return None
-        logger.warning("503 for %s %s: database unavailable (%s: %s)", request.method,
-                       request.path[:200], type(exception).__name__, str(exception).strip()[:200])
-        response = _bad_request(request, 503, "The database is unavailable; try again shortly.")
-        response["Retry-After"] = self.RETRY_AFTER
-        return response
+        return _database_unavailable(request, exception)
+
+
+def _database_unavailable(request, exception):
+    logger.warning("503 for %s %s: database unavailable (%s: %s)", request.method,
+                   request.path[:200], type(exception).__name__, str(exception).strip()[:200])
+    response = _bad_request(request, 503, "The database is unavailable; try again shortly.")
+    response["Retry-After"] = DatabaseUnavailableMiddleware.RETRY_AFTER
+    return response

@@ -119,6 +119,7 @@ class Load(threading.Thread):
         self.stack, self.rate, self.rnd = stack, rate, random.Random(seed ^ 0x5EED)
         self.stop_event = threading.Event()
         self.writes: dict[int, checker.Write] = {}
+        self.creates: dict[str, str] = {}   # description -> answered | unanswered | refused
         self.live: list[int] = []
         self.statuses: dict[str, int] = {}
         self.errors: list[str] = []
@@ -132,11 +133,11 @@ class Load(threading.Thread):
         api = f"{self.stack.admin}/api/products/"
         roll = self.rnd.random()
         price = f"{self.rnd.randint(0, 99999) / 100:.2f}"
+        marker = f"created by chaos write {self.sent}"
         if len(self.live) < 20 or roll < 0.4:
             op, pid = "create", None
             call = lambda: session.post(api, timeout=15, json={  # noqa: E731
-                "title": f"chaos {self.sent}", "price": price,
-                "description": f"created by chaos write {self.sent}"})
+                "title": f"chaos {self.sent}", "price": price, "description": marker})
         elif roll < 0.85:
             op, pid = "update", self.rnd.choice(self.live)
             call = lambda: session.patch(f"{api}{pid}/", timeout=15, json={  # noqa: E731
@@ -150,18 +151,31 @@ class Load(threading.Thread):
         except requests.RequestException as exc:
             self._count(f"{op} error")
             self.errors.append(f"{op} {pid}: {exc!r}")
-            return
-        self._count(f"{op} {resp.status_code}")
-        if resp.status_code >= 500:
-            self.errors.append(f"{op} {pid}: {resp.status_code} {resp.text[:200]}")
-        if op == "create" and resp.status_code == 201:
-            body = resp.json()
-            self.writes[body["id"]] = checker.Write(version=body["version"])
-            self.live.append(body["id"])
-        elif op == "update" and resp.status_code == 200:
-            self.writes[pid].version = max(self.writes[pid].version, resp.json()["version"])
-        elif op == "delete" and resp.status_code == 204:
-            self.writes[pid].deleted = True
+            status = None
+        else:
+            status = resp.status_code
+            self._count(f"{op} {status}")
+            if status >= 500:
+                self.errors.append(f"{op} {pid}: {status} {resp.text[:200]}")
+        # no answer (or a 5xx: a failure the server did not explain) leaves the outcome unknown
+        answered = status is not None and status < 500
+        if op == "create":
+            self.creates[marker] = ("answered" if status == 201 else
+                                    "refused" if answered else "unanswered")
+            if status == 201:
+                body = resp.json()
+                self.writes[body["id"]] = checker.Write(version=body["version"])
+                self.live.append(body["id"])
+        elif op == "update":
+            w = self.writes[pid]
+            if status == 200:
+                w.version = max(w.version, resp.json()["version"])
+                w.updates += 1
+            elif not answered:
+                w.unanswered += 1
+        elif status == 204 or not answered:  # an unanswered delete: never touched again
+            self.writes[pid].deleted = status == 204
+            self.writes[pid].delete_unanswered = status != 204
             self.live.remove(pid)
 
     def run(self) -> None:
@@ -173,6 +187,10 @@ class Load(threading.Thread):
             next_at += 1 / self.rate
             self.stop_event.wait(max(0.0, next_at - time.monotonic()))
         self.ended = time.monotonic()
+
+    @property
+    def answered_2xx(self) -> int:
+        return sum(n for key, n in self.statuses.items() if key.split()[-1].startswith("2"))
 
     @property
     def http_5xx(self) -> int:
@@ -190,6 +208,9 @@ class Load(threading.Thread):
 
 @dataclass
 class Happened:
+    """What a planned fault did: when it really started (after the previous fault on its
+    resource had healed) and healed, in seconds from the start."""
+
     kind: str
     planned_at: float
     started: float | None = None
@@ -205,9 +226,15 @@ class Nemesis:
     plan: list[Planned]
     t0: float = 0.0
     timeline: list[Happened] = field(default_factory=list)
-    poison: dict[int, str] = field(default_factory=dict)
+    poison: dict[int, checker.Poison] = field(default_factory=dict)
     threads: list[threading.Thread] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # the schedule keeps faults on one resource apart by their planned durations; a heal can
+    # take longer (a broker's start_app, a worker getting ready), so each fault also waits for
+    # the one before it on its resource to have healed: they never overlap, and the timeline
+    # shows the real start and heal
+    resources: dict[str, threading.Lock] = field(
+        default_factory=lambda: {k.resource: threading.Lock() for k in KINDS})
 
     def now(self) -> float:
         return round(time.monotonic() - self.t0, 1)
@@ -233,13 +260,15 @@ class Nemesis:
 
     def _fault(self, planned: Planned, happened: Happened) -> None:
         rnd = random.Random(planned.param)
-        happened.started = self.now()
-        try:
-            getattr(self, FAULTS[planned.kind])(planned, happened, rnd)
-        except Exception as exc:  # noqa: BLE001 - a fault that could not be injected is reported
-            happened.error = f"{type(exc).__name__}: {exc}"[:300]
-        finally:
-            happened.healed = self.now()
+        resource = next(k.resource for k in KINDS if k.name == planned.kind)
+        with self.resources[resource]:
+            happened.started = self.now()
+            try:
+                getattr(self, FAULTS[planned.kind])(planned, happened, rnd)
+            except Exception as exc:  # noqa: BLE001 - one that failed is in the verdict
+                happened.error = f"{type(exc).__name__}: {exc}"[:300]
+            finally:
+                happened.healed = self.now()
 
     # each fault injects, waits its duration, heals (always)
     def broker_stopped(self, p, h, rnd):
@@ -261,13 +290,15 @@ class Nemesis:
             self.node.ctl("set_vm_memory_high_watermark", "0.4")
 
     def _pool_child(self, name, app, h, rnd):
-        main = processes.celery_worker_main(self.stack.proc(name).pid, app=app)
-        children = [pid for pid, ppid, _ in processes.descendants(main) if ppid == main] \
-            if main else []
-        if not children:
-            h.detail = "no pool child to kill (the worker is starting)"
-            return
-        victim = rnd.choice(children)
+        def children():
+            main = processes.celery_worker_main(self.stack.proc(name).pid, app=app)
+            return [pid for pid, ppid, _ in processes.descendants(main) if ppid == main] \
+                if main else []
+
+        # a pool replaces a killed child within a second or two; none for 30 s is a finding
+        found = wait_until(children, timeout=30, interval=0.2,
+                           message=f"a pool child of the {name} worker to kill")
+        victim = rnd.choice(found)
         with contextlib.suppress(ProcessLookupError):
             os.kill(victim, signal.SIGKILL)
         h.detail = f"pid {victim}"
@@ -376,17 +407,14 @@ class Nemesis:
                     f"{outcomes.count('confirmed')} confirmed")
 
     def poison_injected(self, p, h, rnd):
-        with self.lock:
-            first = len(self.poison)
-            numbers = list(range(first, first + rnd.randint(1, 4)))
-            for n in numbers:
-                self.poison[n] = "failed"
+        numbers = list(range(len(self.poison), len(self.poison) + rnd.randint(1, 4)))
         messages = [poison_message(n, rnd) for n in numbers]
-        labels = [label for label, _, _ in messages]
-        outcomes = self._publish([(body, extra) for _, body, extra in messages])
-        with self.lock:
-            for n, outcome in zip(numbers, outcomes, strict=True):
-                self.poison[n] = outcome
+        for n, (_, body, _, event) in zip(numbers, messages, strict=True):
+            self.poison[n] = checker.Poison("failed", body, event)
+        labels = [label for label, _, _, _ in messages]
+        outcomes = self._publish([(body, extra) for _, body, extra, _ in messages])
+        for n, outcome in zip(numbers, outcomes, strict=True):
+            self.poison[n].outcome = outcome
         h.detail = ", ".join(f"#{n} {label}: {o}" for n, label, o
                              in zip(numbers, labels, outcomes, strict=True))
 
@@ -413,12 +441,14 @@ def task_body(events) -> bytes:
                                                 "chain": None, "chord": None}]).encode()
 
 
-def poison_message(n: int, rnd: random.Random) -> tuple[str, bytes, dict]:
-    """One poison message of a random kind, marked ``chaos-poison-<n>`` in its body. Its event
-    names a product id the admin never has: if it were ever applied the checker would find a
-    stranger in the catalog."""
+def poison_message(n: int, rnd: random.Random) -> tuple[str, bytes, dict, dict | None]:
+    """One poison message of a random kind: (label, body, publish options, the poison event
+    when the message itself is a well-formed task that a worker parks the event of alone).
+    The checker knows each by its exact body or event (harness/checker.Poison). Its event names
+    a product id the admin never has: if it were ever applied the checker would find a stranger
+    in the catalog."""
     mark = f"chaos-poison-{n}"
-    event = valid_event(10**12 + n)
+    event = json.loads(json.dumps(valid_event(10**12 + n)))  # as a worker decodes it
     event["data"]["description"] = mark
     kinds = {
         "invalid envelope": lambda e: e["data"].pop("title"),
@@ -429,7 +459,7 @@ def poison_message(n: int, rnd: random.Random) -> tuple[str, bytes, dict]:
                         "unknown task", "bad kwargs", "not a task message"])
     if label in kinds:
         kinds[label](event)
-        return label, task_body([event]), {}
+        return label, task_body([event]), {}, event
     return label, *{
         "undecodable body": (b'[[], {"events": ["' + mark.encode() + b'"', {}),
         "wrong content type": (task_body([event]), {"content_type": "text/plain"}),
@@ -438,7 +468,7 @@ def poison_message(n: int, rnd: random.Random) -> tuple[str, bytes, dict]:
         "unknown task": (task_body([event]), {"task": "catalog.nope"}),
         "bad kwargs": (json.dumps([[], {"events": mark}, {}]).encode(), {}),
         "not a task message": (task_body([event]), {"task": None}),
-    }[label]
+    }[label], None
 
 
 # --- a run ----------------------------------------------------------------------------------
@@ -480,7 +510,7 @@ def run(*, seconds: float, seed: int, rate: float = 10.0, out=print) -> dict:
 
         def converged():
             verdict = checker.judge(checker.collect(stack), writes=load.writes,
-                                    poison=nemesis.poison)
+                                    creates=load.creates, poison=nemesis.poison)
             return verdict if verdict.converged else None
 
         try:
@@ -490,21 +520,25 @@ def run(*, seconds: float, seed: int, rate: float = 10.0, out=print) -> dict:
         except AssertionError:
             converge_seconds = None
         verdict = checker.judge(checker.collect(stack), writes=load.writes,
-                                poison=nemesis.poison, http_5xx=load.http_5xx)
+                                creates=load.creates, poison=nemesis.poison,
+                                http_5xx=load.http_5xx)
         reasons = list(verdict.reasons)
+        achieved = load.sent / max(0.001, load.ended - load.started)
+        reasons += run_problems(nemesis.timeline, load, seconds=seconds, rate=rate,
+                                achieved=achieved)
         if converge_seconds is None or converge_seconds > CONVERGE_WITHIN:
             reasons.append(f"not converged within {CONVERGE_WITHIN:.0f} s of the last heal "
                            f"({converge_seconds if converge_seconds is not None else 'never'})")
         if load.failed:
             reasons.append(f"{load.failed} HTTP writes failed without a 5xx: "
                            f"{load.errors[:5]}")
-        achieved = load.sent / max(0.001, load.ended - load.started)
         report = {
             "seed": seed, "seconds": seconds, "rate": rate, "achieved_rate": round(achieved, 1),
             "ok": not reasons, "reasons": reasons, "converge_seconds": converge_seconds,
             "last_heal_at": last_heal, "http": load.statuses, "http_errors": load.errors[:20],
             "faults": [asdict(h) for h in nemesis.timeline],
-            "poison": nemesis.poison, "checker": verdict.as_dict(),
+            "poison": {n: p.outcome for n, p in nemesis.poison.items()},
+            "answered_2xx": load.answered_2xx, "checker": verdict.as_dict(),
             "worker_restarts": {n: len(stack.procs.get(n, [])) - 1
                                 for n in ("worker", "audit", "relay")},
         }
@@ -512,13 +546,37 @@ def run(*, seconds: float, seed: int, rate: float = 10.0, out=print) -> dict:
         return report
 
 
+def run_problems(timeline: list[Happened], load: Load, *, seconds: float, rate: float,
+                 achieved: float) -> list[str]:
+    """What makes a run prove nothing even when the end state is right: a fault that did not
+    happen, a load that did not run (a run with no write acknowledged would pass any check)."""
+    problems = []
+    failed = [h for h in timeline if h.error]
+    if failed:
+        problems.append(f"{len(failed)} fault(s) could not be injected: " + "; ".join(
+            f"{h.kind} at {h.started} s: {h.error}" for h in failed[:5]))
+    if achieved < 0.8 * rate:
+        problems.append(f"the load reached {achieved:.1f} writes/s of the {rate:g}/s asked")
+    if load.answered_2xx < 0.5 * rate * seconds:
+        problems.append(f"only {load.answered_2xx} writes acknowledged (at least "
+                        f"{0.5 * rate * seconds:.0f} expected in {seconds:g} s)")
+    missing = {"create", "update", "delete"} - {
+        key.split()[0] for key in load.statuses if key.split()[-1].startswith("2")}
+    if missing:
+        problems.append(f"no {', '.join(sorted(missing))} acknowledged")
+    return problems
+
+
 def render(report: dict) -> str:
     lines = ["", "fault timeline (seconds from the start):",
              f"{'start':>6} {'healed':>7}  fault"]
     for f in report["faults"]:
         extra = f" ({f['detail']})" if f["detail"] else ""
+        if f["started"] is not None and f["started"] - f["planned_at"] >= 1:
+            extra += f" [planned at {f['planned_at']} s: waited for its resource]"
         err = f"  ERROR {f['error']}" if f["error"] else ""
-        lines.append(f"{f['started']:>6} {f['healed']:>7}  {f['kind']}{extra}{err}")
+        start, healed = (str(f[k]) if f[k] is not None else "-" for k in ("started", "healed"))
+        lines.append(f"{start:>6} {healed:>7}  {f['kind']}{extra}{err}")
     c = report["checker"]
     by_outcome = {o: sum(1 for v in report["poison"].values() if v == o)
                   for o in ("confirmed", "unknown", "failed")}
@@ -527,10 +585,15 @@ def render(report: dict) -> str:
         f"HTTP writes: {sum(report['http'].values())} sent at {report['achieved_rate']}/s "
         f"(asked {report['rate']:g}/s): " + ", ".join(
             f"{k} x{v}" for k, v in sorted(report["http"].items())),
-        f"products: {c['products']}, acknowledged writes checked: {c['acknowledged_writes']}",
-        f"lost {len(c['lost'])}, stale {len(c['stale'])}, resurrected {len(c['resurrected'])}, "
-        f"strangers {len(c['strangers'])}, HTTP 5xx {c['http_5xx']}, outbox pending "
-        f"{c['outbox_pending']}, set aside {c['set_aside']}, audit missing {c['audit_missing']}",
+        f"products: {c['products']}, products with acknowledged writes checked: "
+        f"{c['acknowledged_writes']}, writes acknowledged {report['answered_2xx']}",
+        f"catalog: lost {len(c['lost'])}, stale {len(c['stale'])}, resurrected "
+        f"{len(c['resurrected'])}, ahead {len(c['ahead'])}, strangers {len(c['strangers'])}",
+        f"admin: behind {len(c['admin_behind'])}, applied twice {len(c['applied_twice'])}, "
+        f"deleted unasked {len(c['deleted_unasked'])}, created twice "
+        f"{len(c['created_twice'])}, invented {len(c['invented'])}; HTTP 5xx {c['http_5xx']}",
+        f"outbox pending {c['outbox_pending']}, set aside {c['set_aside']}; audit missing "
+        f"{c['audit_missing']}, audit rows for unknown events {c['audit_strangers']}",
         f"poison injected: {by_outcome['confirmed']} confirmed, {by_outcome['unknown']} "
         f"unknown outcome, {by_outcome['failed']} never reached the broker; parked: " + "; ".join(
             f"{name} {p['distinct_poison']} distinct in {p['messages']} messages, "

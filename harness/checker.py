@@ -4,8 +4,14 @@ the project's own `reconcile`, whose correctness is under test too) and says wha
 stale, resurrected, invented or wrongly parked.
 
     state = checker.collect(stack)                  # databases + DLQs, read-only
-    verdict = checker.judge(state, writes=..., poison=..., http_5xx=...)
+    verdict = checker.judge(state, writes=..., creates=..., poison=..., http_5xx=...)
     verdict.ok, verdict.reasons, verdict.as_dict()
+
+What it is given is the client's side of the story: every write it sent and what came back
+(an answer, or none: a timeout or a lost connection leaves the outcome unknown). A write that
+was answered must have happened exactly once; one that was not may have happened at most once.
+So the admin's state is checked too (a create that made two products, an update applied twice,
+a delete nobody sent), not only the catalog against the admin.
 
 ``judge`` is a pure function of what it is given (tests/faults/test_checker.py feeds it broken
 states: it must find each).
@@ -13,24 +19,53 @@ states: it must find each).
 
 from __future__ import annotations
 
-import re
+import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 
 from harness import amqp
 
 CONTENT = ("title", "image", "price", "description")
-POISON_MARK = re.compile(rb"chaos-poison-(\d+)")
 DLQS = {"catalog": "catalog.products.dlq", "audit": "audit.products.dlq"}
 
 
 @dataclass
 class Write:
-    """What the admin acknowledged for one product (the highest version a 2xx answer gave;
-    ``deleted`` once a DELETE was answered 204)."""
+    """The client's record of one product it created: the highest version a 2xx answer gave;
+    the updates answered 2xx and those left unanswered; its DELETE answered 204 (``deleted``)
+    or sent and left unanswered (``delete_unanswered``). The admin versions a product 1 at its
+    create and +1 per update or delete, so its final version lies between what was answered and
+    what was answered plus what was not."""
 
     version: int = 0
     deleted: bool = False
+    updates: int = 0
+    unanswered: int = 0
+    delete_unanswered: bool = False
+
+
+@dataclass
+class Poison:
+    """One injected poison message: its exact body, and (for poison inside a well-formed task
+    message, parked alone as a new message) the exact event; ``outcome`` of its publish:
+    "confirmed" (the broker took it), "failed" (it never reached the broker) or "unknown" (sent,
+    no confirm: it may have arrived)."""
+
+    outcome: str
+    body: bytes = b""
+    event: dict | None = None
+
+    def matches(self, parked: bytes) -> bool:
+        if parked == self.body:
+            return True
+        if self.event is None:
+            return False
+        try:
+            _, kwargs, _ = json.loads(parked)
+            return kwargs["events"] == [self.event]
+        except (ValueError, TypeError, KeyError):
+            return False
 
 
 @dataclass
@@ -43,6 +78,7 @@ class State:
     sent_event_ids: set[str]        # outbox event ids sent (the audit log must hold each)
     audit_event_ids: set[str]
     dlq: dict[str, list[bytes]]     # subscriber -> bodies of its parked messages
+    outbox_event_ids: set[str] = field(default_factory=set)  # every event the admin recorded
 
 
 @dataclass
@@ -53,8 +89,14 @@ class Verdict:
     stale: list[int] = field(default_factory=list)         # catalog behind or different
     resurrected: list[int] = field(default_factory=list)   # deleted, still visible
     strangers: list[int] = field(default_factory=list)     # in the catalog, never in the admin
+    ahead: list[int] = field(default_factory=list)         # catalog above the admin's version
     admin_behind: list[int] = field(default_factory=list)  # an acked write the admin lacks
+    applied_twice: list[int] = field(default_factory=list)  # admin above what was sent
+    deleted_unasked: list[int] = field(default_factory=list)  # deleted, no DELETE sent
+    created_twice: list[str] = field(default_factory=list)  # one create, two products
+    invented: list[int] = field(default_factory=list)      # admin products no create made
     audit_missing: int = 0
+    audit_strangers: int = 0        # audit rows for events the admin never recorded
     outbox_pending: int = 0
     set_aside: int = 0
     http_5xx: int = 0
@@ -93,12 +135,12 @@ def collect(stack) -> State:
     ((pending, set_aside),) = stack.sql(
         "admin", "SELECT count(*) FILTER (WHERE sent_at IS NULL AND set_aside_at IS NULL), "
                  "count(*) FILTER (WHERE set_aside_at IS NOT NULL) FROM products_outboxevent")
-    sent = {str(r[0]) for r in stack.sql(
-        "admin", "SELECT event_id FROM products_outboxevent WHERE sent_at IS NOT NULL")}
+    events = stack.sql("admin", "SELECT event_id, sent_at IS NOT NULL FROM products_outboxevent")
     audit = {str(r[0]) for r in stack.sql("catalog",
                                           "SELECT event_id FROM audit_productchange")}
     return State(admin=admin, tombstones=tombstones, catalog=catalog, outbox_pending=pending,
-                 set_aside=set_aside, sent_event_ids=sent, audit_event_ids=audit,
+                 set_aside=set_aside, sent_event_ids={str(e) for e, sent in events if sent},
+                 audit_event_ids=audit, outbox_event_ids={str(e) for e, _ in events},
                  dlq={name: dlq_bodies(stack.env["CELERY_BROKER_URL"], queue)
                       for name, queue in DLQS.items()})
 
@@ -116,66 +158,40 @@ def dlq_bodies(url: str, queue: str) -> list[bytes]:
         return out
 
 
-def judge(state: State, *, writes: dict[int, Write], poison: dict[int, str],
-          http_5xx: int = 0, audit: bool = True) -> Verdict:
-    """``writes``: the acknowledged HTTP writes per product. ``poison``: the injected poison
-    messages by number (``chaos-poison-<n>`` in their bodies) -> "confirmed" (the broker took
-    it), "failed" (it never reached the broker) or "unknown" (a publish that timed out: it may
-    arrive). Every subscriber's DLQ must hold each confirmed one, none that failed, nothing
-    else (copies of one are fine: a park whose confirm timed out may land twice)."""
+def judge(state: State, *, writes: dict[int, Write], poison: dict[int, Poison],
+          creates: dict[str, str] | None = None, http_5xx: int = 0,
+          audit: bool = True) -> Verdict:
+    """``writes``: the client's record per product it knows the id of. ``creates``: every
+    create sent, by the ``description`` it carried (unique per create) -> "answered" (201),
+    "unanswered" (no answer: it may have made one product) or "refused" (a 4xx: it made
+    none); None skips the admin-side checks of creates. ``poison``: the injected poison by
+    number. Every subscriber's DLQ must hold each confirmed poison, none that failed, nothing
+    else, and the same poison as every other subscriber's (a message reaches all queues or
+    none); copies of one are fine (a park whose confirm timed out may land twice)."""
     v = Verdict(products=len(state.admin) + len(state.tombstones),
                 acknowledged_writes=len(writes), outbox_pending=state.outbox_pending,
                 set_aside=state.set_aside, http_5xx=http_5xx)
-    for pid, w in sorted(writes.items()):
-        final = state.tombstones.get(pid) if w.deleted else state.admin.get(pid, {}).get("version")
-        if final is None or final < w.version:
-            v.admin_behind.append(pid)
-        row = state.catalog.get(pid)
-        if row is None or row["version"] < w.version:
-            v.lost.append(pid)
-    for pid, live in state.admin.items():
-        row = state.catalog.get(pid)
-        if row is not None and pid not in v.lost and (
-                row["deleted"] or row["version"] != live["version"]
-                or _norm(row) != _norm(live)):
-            v.stale.append(pid)
-        elif row is None and pid not in v.lost:
-            v.lost.append(pid)
-    for pid, version in state.tombstones.items():
-        row = state.catalog.get(pid)
-        if row is not None and not row["deleted"]:
-            v.resurrected.append(pid)
-        elif (row is None or row["version"] < version) and pid not in v.lost:
-            v.lost.append(pid)
-    v.strangers = sorted(set(state.catalog) - set(state.admin) - set(state.tombstones))
+    _judge_admin(state, writes, creates, v)
+    _judge_catalog(state, writes, v)
     if audit:
         v.audit_missing = len(state.sent_event_ids - state.audit_event_ids)
-    for name, bodies in state.dlq.items():
-        marks = [POISON_MARK.search(b) for b in bodies]
-        found = {int(m.group(1)) for m in marks if m}
-        unmarked = sum(1 for m in marks if not m)
-        confirmed = {n for n, outcome in poison.items() if outcome == "confirmed"}
-        failed = {n for n, outcome in poison.items() if outcome == "failed"}
-        v.parked[name] = {
-            "messages": len(bodies), "distinct_poison": len(found),
-            "unmarked": unmarked, "missing": sorted(confirmed - found),
-            "unexpected": sorted(found - set(poison)),
-            "failed_but_parked": sorted(found & failed)}
-        p = v.parked[name]
-        if unmarked:
-            v.reasons.append(f"{name} DLQ holds {unmarked} message(s) not injected as poison")
-        if p["missing"]:
-            v.reasons.append(f"{name} DLQ lacks injected poison {p['missing'][:10]}")
-        if p["unexpected"] or p["failed_but_parked"]:
-            v.reasons.append(f"{name} DLQ holds poison never (successfully) injected "
-                             f"{(p['unexpected'] + p['failed_but_parked'])[:10]}")
+        v.audit_strangers = len(state.audit_event_ids - state.outbox_event_ids)
+    _judge_dlqs(state, poison, v)
     for label, ids in (("lost", v.lost), ("stale", v.stale), ("resurrected", v.resurrected),
                        ("strangers in the catalog", v.strangers),
-                       ("acknowledged but not in the admin", v.admin_behind)):
+                       ("ahead of the admin in the catalog", v.ahead),
+                       ("acknowledged but not in the admin", v.admin_behind),
+                       ("with more writes applied in the admin than were sent",
+                        v.applied_twice),
+                       ("deleted in the admin without a DELETE", v.deleted_unasked),
+                       ("creates that made more than one product", v.created_twice),
+                       ("admin products no create made", v.invented)):
         if ids:
             v.reasons.append(f"{len(ids)} {label}: {sorted(ids)[:10]}")
     if v.audit_missing:
         v.reasons.append(f"{v.audit_missing} sent events missing from the audit log")
+    if v.audit_strangers:
+        v.reasons.append(f"{v.audit_strangers} audit rows for events the admin never recorded")
     if v.outbox_pending:
         v.reasons.append(f"{v.outbox_pending} events still in the outbox")
     if v.set_aside:
@@ -183,3 +199,90 @@ def judge(state: State, *, writes: dict[int, Write], poison: dict[int, str],
     if http_5xx:
         v.reasons.append(f"{http_5xx} HTTP 5xx answers")
     return v
+
+
+def _judge_admin(state: State, writes: dict[int, Write], creates: dict[str, str] | None,
+                 v: Verdict) -> None:
+    """The admin did what it answered, once, and nothing it was not asked."""
+    for pid, w in sorted(writes.items()):
+        deleted = pid in state.tombstones
+        final = state.tombstones.get(pid) if deleted else state.admin.get(pid, {}).get("version")
+        if final is None or final < w.version or (w.deleted and not deleted) \
+                or final < 1 + w.updates + w.deleted:
+            v.admin_behind.append(pid)
+            continue
+        if deleted and not (w.deleted or w.delete_unanswered):
+            v.deleted_unasked.append(pid)
+        elif final > 1 + w.updates + w.unanswered + deleted:
+            v.applied_twice.append(pid)
+    if creates is None:
+        return
+    made = Counter(row["description"] for row in state.admin.values())
+    for marker, n in made.items():
+        outcome = creates.get(marker)
+        if outcome is None or outcome == "refused":
+            v.invented.extend(pid for pid, row in state.admin.items()
+                              if row["description"] == marker)
+        elif n > 1:
+            v.created_twice.append(marker)
+    # (a deleted product has no row left to count: only answered creates are ever deleted, and
+    # an answered create that made a second product leaves that one alive, counted above)
+
+
+def _judge_catalog(state: State, writes: dict[int, Write], v: Verdict) -> None:
+    """The catalog holds every product at the admin's final version and content, deletions
+    as deletions, and nothing else."""
+    for pid, w in sorted(writes.items()):
+        row = state.catalog.get(pid)
+        if row is None or row["version"] < w.version:
+            v.lost.append(pid)
+    for pid, live in state.admin.items():
+        row = state.catalog.get(pid)
+        if pid in v.lost:
+            continue
+        if row is None:
+            v.lost.append(pid)
+        elif row["version"] > live["version"]:
+            v.ahead.append(pid)
+        elif row["deleted"] or row["version"] != live["version"] or _norm(row) != _norm(live):
+            v.stale.append(pid)
+    for pid, version in state.tombstones.items():
+        row = state.catalog.get(pid)
+        if row is not None and not row["deleted"]:
+            v.resurrected.append(pid)
+        elif row is not None and row["version"] > version:
+            v.ahead.append(pid)
+        elif (row is None or row["version"] < version) and pid not in v.lost:
+            v.lost.append(pid)
+    v.strangers = sorted(set(state.catalog) - set(state.admin) - set(state.tombstones))
+
+
+def _judge_dlqs(state: State, poison: dict[int, Poison], v: Verdict) -> None:
+    found_by: dict[str, set[int]] = {}
+    for name, bodies in state.dlq.items():
+        found, unmatched = set(), 0
+        for body in bodies:
+            n = next((n for n, p in poison.items() if p.matches(body)), None)
+            if n is None:
+                unmatched += 1
+            else:
+                found.add(n)
+        found_by[name] = found
+        confirmed = {n for n, p in poison.items() if p.outcome == "confirmed"}
+        failed = {n for n, p in poison.items() if p.outcome == "failed"}
+        p = v.parked[name] = {
+            "messages": len(bodies), "distinct_poison": len(found), "unmarked": unmatched,
+            "missing": sorted(confirmed - found), "failed_but_parked": sorted(found & failed)}
+        if unmatched:
+            v.reasons.append(f"{name} DLQ holds {unmatched} message(s) not injected as poison")
+        if p["missing"]:
+            v.reasons.append(f"{name} DLQ lacks injected poison {p['missing'][:10]}")
+        if p["failed_but_parked"]:
+            v.reasons.append(f"{name} DLQ holds poison that never reached the broker "
+                             f"{p['failed_but_parked'][:10]}")
+    if len(found_by) > 1:
+        everywhere = set.intersection(*found_by.values())
+        for name, found in found_by.items():
+            if found - everywhere:
+                v.reasons.append(f"{name} DLQ holds poison another subscriber's lacks "
+                                 f"{sorted(found - everywhere)[:10]}")

@@ -106,3 +106,39 @@ def test_a_database_that_stays_away_answers_503_not_500(api):
         connection.close()  # the test database's teardown needs a live one
     assert len(pid_terminations) >= 2  # the first run and the second
     assert r.status_code == 503 and r["Retry-After"] == "2", r.content
+
+
+def test_a_statement_timeout_is_not_run_again(api):
+    """Only a lost connection is worth a second run: a statement timeout (an OperationalError
+    too) would only come again after the same wait. 503, after one run."""
+    services.product_create(title="t", price=Decimal("1.00"))
+    runs = []
+
+    def wrapper(execute, sql, params, many, context):
+        if 'FROM "products_product"' in sql:
+            runs.append(sql)
+            execute("SET statement_timeout = 50", None, False, context)
+            execute("SELECT pg_sleep(2)", None, False, context)
+        return execute(sql, params, many, context)
+
+    try:
+        with connection.execute_wrapper(wrapper):
+            r = api.get("/api/products/")
+    finally:
+        connection.close()  # it keeps the 50 ms timeout otherwise
+    assert len(runs) == 1, runs
+    assert r.status_code == 503 and r["Retry-After"] == "2", r.content
+
+
+def test_a_database_lost_outside_the_view_answers_503_not_500(admin_user):
+    """The session saved by SessionMiddleware after a Django admin login: an error there never
+    reaches a middleware's process_exception; handler500 answers 503 for it."""
+    from django.test import Client
+
+    client = Client(raise_request_exception=False)
+    with terminated_at('UPDATE "django_session"') as hits:
+        r = client.post("/admin/login/?next=/admin/",
+                        {"username": admin_user.username, "password": "password"})
+    connection.close()
+    assert hits, "the session was not saved by the middleware"
+    assert r.status_code == 503 and r["Retry-After"] == "2", (r.status_code, r.content[:300])
