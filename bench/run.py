@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import psycopg2  # noqa: E402
+import requests  # noqa: E402
 from kombu import Connection, Exchange, Queue  # noqa: E402
 from psycopg2.extras import execute_values  # noqa: E402
 
@@ -427,6 +428,51 @@ def antientropy(stack: Stack, n: int, drifted: int = ANTIENTROPY_DRIFTED) -> dic
             "check_s": checked, "repaired_s": time.perf_counter() - t0, "summary": line}
 
 
+LIST_PAGE = 500
+LIST_COLUMNS = "id, title, image, price, description, version, updated_at, last_trace_id"
+
+
+def list_catalog(stack: Stack) -> dict:
+    """Read every live catalog product (the rows the anti-entropy stage left: 1,000,000) page
+    by page, as a syncing consumer does: through the API with the cursor (``?cursor=``, 500 a
+    page, one HTTP connection), against a keyset SQL scan of the same rows and columns from
+    this process (``id > last ORDER BY id LIMIT 500``), same run; and the time of one deep
+    numbered page (``?page=``, the middle of the table) beside the cursor's average page."""
+    stack.sql("catalog", "ANALYZE catalog_product")
+    t0 = time.perf_counter()
+    sql_rows, last = 0, 0
+    with contextlib.closing(psycopg2.connect(stack.env["CATALOG_DATABASE_URL"])) as conn, \
+            conn.cursor() as cur:
+        while True:
+            cur.execute(f"SELECT {LIST_COLUMNS} FROM catalog_product WHERE NOT deleted AND "
+                        "id > %s ORDER BY id LIMIT %s", [last, LIST_PAGE])
+            rows = cur.fetchall()
+            if not rows:
+                break
+            sql_rows, last = sql_rows + len(rows), rows[-1][0]
+    sql_s = time.perf_counter() - t0
+    api_rows, pages = 0, 0
+    url = f"{stack.catalog}/api/products/?page_size={LIST_PAGE}&cursor="
+    with requests.Session() as session:
+        t0 = time.perf_counter()
+        while url:
+            resp = session.get(url, timeout=60)
+            resp.raise_for_status()
+            body = resp.json()
+            api_rows, pages, url = api_rows + len(body["results"]), pages + 1, body["next"]
+        api_s = time.perf_counter() - t0
+        assert api_rows == sql_rows, (api_rows, sql_rows)
+        deep = max(1, pages // 2)
+        t0 = time.perf_counter()
+        resp = session.get(f"{stack.catalog}/api/products/?page_size={LIST_PAGE}&page={deep}",
+                           timeout=60)
+        deep_s = time.perf_counter() - t0
+        resp.raise_for_status()
+    return {"products": api_rows, "pages": pages, "api_s": api_s, "sql_s": sql_s,
+            "vs_sql": api_s / sql_s, "cursor_page_ms": api_s / pages * 1000,
+            "deep_page": deep, "deep_page_ms": deep_s * 1000}
+
+
 def worker_memory(stack: Stack, n: int) -> dict:
     truncate_catalog(stack)
     stack.env["CATALOG_WORKER_CONCURRENCY"] = "2"
@@ -548,6 +594,15 @@ def table(r: dict) -> str:
                      f"({ae['rows_read'] / ae['products'] * 100:.2f}%), check "
                      f"{ae['check_s']:.1f} s, all repaired {ae['repaired_s']:.1f} s",
                      "< 1% rows, <= 60 s"))
+    ls = r.get("list")
+    if ls:
+        rows.append((f"list {ls['products']:,} catalog products, API with ?cursor= "
+                     f"({LIST_PAGE} a page)",
+                     f"{ls['api_s']:.1f} s = {ls['vs_sql']:.2f}x a keyset SQL scan "
+                     f"({ls['sql_s']:.1f} s, same rows)", "<= 2x the SQL scan"))
+        rows.append(("  one page: cursor (average) / ?page= deep (numbered page "
+                     f"{ls['deep_page']:,})",
+                     f"{ls['cursor_page_ms']:.1f} / {ls['deep_page_ms']:.1f} ms", ""))
     rows.append((f"worker RSS over {r['memory']['events']:,} events",
                  f"{r['memory']['rss_start_mb']:.0f} -> {r['memory']['rss_end_mb']:.0f} MB "
                  f"({r['memory']['growth_pct']:+.1f}%)", "< 10%"))
@@ -586,7 +641,9 @@ def paired_ratio(windows: list[dict], *, pipeline: bool) -> dict:
 def main() -> None:
     results: dict = {"n": N, "small": SMALL, "started": datetime.now(UTC).isoformat(),
                      "machine": {"cores": os.cpu_count()}}
-    overrides = {"CATALOG_WEB_WORKERS": "1", "ADMIN_WEB_WORKERS": "2"}
+    # (the list stage reads 2,000 pages: more than the anonymous limit allows one client)
+    overrides = {"CATALOG_WEB_WORKERS": "1", "ADMIN_WEB_WORKERS": "2",
+                 "CATALOG_THROTTLE_ANON": "1000000/minute"}
     with running_stack("bench", start=("admin", "catalog", "worker"),
                        overrides=overrides) as stack:
         stack.kill("worker")  # the topology is declared; drains start with a full queue
@@ -627,6 +684,8 @@ def main() -> None:
         results["resync"] = resync(stack, RESYNC_N)
         log(f"anti-entropy over {ANTIENTROPY_N:,} products, {ANTIENTROPY_DRIFTED} drifted")
         results["antientropy"] = antientropy(stack, ANTIENTROPY_N)
+        log("list every catalog product through the API with the cursor, and one deep page")
+        results["list"] = list_catalog(stack)
         stack.kill("relay")
         stack.kill("worker")
         log(f"worker memory over {MEMORY_N:,} events")

@@ -1,7 +1,9 @@
+import base64
 import re
+from urllib import parse
 
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.pagination import CursorPagination, PageNumberPagination
 
 
 def ascii_int(raw: str | None, *, maximum: int) -> int | None:
@@ -15,6 +17,7 @@ def ascii_int(raw: str | None, *, maximum: int) -> int | None:
 
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{0,200}={0,2}")
 
 
 class StrictPageNumberPagination(PageNumberPagination):
@@ -49,4 +52,94 @@ class StrictPageNumberPagination(PageNumberPagination):
                 param["schema"].update(minimum=1, maximum=self.max_page_size)
             if param["name"] == self.page_query_param:
                 param["schema"]["minimum"] = 1
+        return params
+
+
+class KeysetCursorPagination(CursorPagination):
+    """Keyset pages: ``WHERE id > <last id of the page before> ORDER BY id LIMIT n``, the
+    same cost for the first page and the millionth, and no ``COUNT(*)``. The cursor is DRF's
+    opaque one (follow ``next``); a cursor that is not one this API made is a 404, like a bad
+    ``?page=``."""
+
+    ordering = "id"
+    page_size = StrictPageNumberPagination.page_size
+    page_size_query_param = "page_size"
+    max_page_size = StrictPageNumberPagination.max_page_size
+    get_page_size = StrictPageNumberPagination.get_page_size
+
+    def decode_cursor(self, request):
+        raw = request.query_params.getlist(self.cursor_query_param)
+        if len(raw) > 1 or (raw and raw[0] and not _cursor_tokens(raw[0])):
+            raise NotFound(self.invalid_cursor_message)  # (DRF's decoding skips junk)
+        cursor = super().decode_cursor(request)
+        # the position is an id this API wrote: anything else would reach the database as a
+        # value it refuses (a 500), or scan from nowhere
+        if cursor is not None and cursor.position is not None and \
+                ascii_int(cursor.position, maximum=2**63 - 1) is None:
+            raise NotFound(self.invalid_cursor_message)
+        return cursor
+
+
+def _cursor_tokens(raw: str) -> dict | None:
+    """The tokens of a cursor DRF wrote (``o``, ``r``, ``p``, each once), or None."""
+    if not _BASE64.fullmatch(raw):
+        return None
+    try:
+        tokens = parse.parse_qs(base64.b64decode(raw, validate=True).decode("ascii"),
+                                keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        return None
+    if not tokens or set(tokens) - {"o", "r", "p"} or any(len(v) > 1 for v in tokens.values()):
+        return None
+    return tokens
+
+
+class PageOrCursorPagination(StrictPageNumberPagination):
+    """``?page=N`` (the default: numbered pages with a ``count``; each page costs a
+    ``COUNT(*)`` and an ``OFFSET``, so deep pages of a large table are slow) or, on views that
+    name a unique ``cursor_ordering``, ``?cursor=`` (empty for the first page, then the ``next``
+    link): keyset pages, ``{"next", "previous", "results"}``, the same cost on any page. The
+    project's own tools read with the cursor."""
+
+    cursor_query_param = "cursor"
+
+    def _cursor_mode(self, request, view) -> KeysetCursorPagination | None:
+        if self.cursor_query_param not in request.query_params:
+            return None
+        ordering = getattr(view, "cursor_ordering", None)
+        if ordering is None:
+            raise ValidationError({self.cursor_query_param: [
+                "This list has numbered pages only (?page=)."]})
+        if self.page_query_param in request.query_params:
+            raise ValidationError({self.cursor_query_param: [
+                f"Give ?{self.cursor_query_param}= or ?{self.page_query_param}=, not both."]})
+        paginator = KeysetCursorPagination()
+        paginator.ordering = ordering
+        return paginator
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self._keyset = self._cursor_mode(request, view)
+        if self._keyset is not None:
+            return self._keyset.paginate_queryset(queryset, request, view)
+        return super().paginate_queryset(queryset, request, view)
+
+    def get_paginated_response(self, data):
+        if getattr(self, "_keyset", None) is not None:
+            return self._keyset.get_paginated_response(data)
+        return super().get_paginated_response(data)
+
+    def get_paginated_response_schema(self, schema):
+        page = super().get_paginated_response_schema(schema)
+        page["required"] = ["next", "previous", "results"]  # count: numbered pages only
+        page["properties"]["count"]["description"] = "With ?page= only."
+        return page
+
+    def get_schema_operation_parameters(self, view):
+        params = super().get_schema_operation_parameters(view)
+        if getattr(view, "cursor_ordering", None) is not None:
+            params.append({
+                "name": self.cursor_query_param, "required": False, "in": "query",
+                "description": "Keyset pages ordered by id: empty for the first page, then "
+                               "follow `next`. Same cost on any page; no `count`.",
+                "schema": {"type": "string"}})
         return params

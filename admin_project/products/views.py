@@ -16,6 +16,7 @@ class ProductViewSet(DatabaseRetryMixin, viewsets.ModelViewSet):
 
     serializer_class = ProductSerializer
     lookup_value_regex = r"[0-9]{1,18}"
+    cursor_ordering = "id"  # ?cursor=: keyset pages (common.pagination)
 
     def get_queryset(self):
         return selectors.product_list()

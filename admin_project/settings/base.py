@@ -88,7 +88,7 @@ REST_FRAMEWORK = {
     ],
     # Logged in AND holding the model permission (add/change/delete_product) to write.
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.DjangoModelPermissions"],
-    "DEFAULT_PAGINATION_CLASS": "common.pagination.StrictPageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "common.pagination.PageOrCursorPagination",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",
                                  "rest_framework.renderers.BrowsableAPIRenderer"],
     "DEFAULT_PARSER_CLASSES": ["common.parsers.JSONParser",

@@ -24,6 +24,7 @@ class ProductViewSet(DatabaseRetryMixin, viewsets.ReadOnlyModelViewSet):
 
     serializer_class = ProductSerializer
     lookup_value_regex = r"[0-9]{1,19}"
+    cursor_ordering = "id"  # ?cursor=: keyset pages (common.pagination)
 
     def get_queryset(self):
         return selectors.product_list()
@@ -36,6 +37,7 @@ class ProductVersionViewSet(DatabaseRetryMixin, mixins.ListModelMixin,
     ids and versions the subscribers saw that the backup does not know."""
 
     serializer_class = ProductVersionSerializer
+    cursor_ordering = "id"  # ?cursor=: keyset pages (common.pagination)
 
     def get_queryset(self):
         return selectors.product_versions_list()

@@ -105,6 +105,25 @@ def test_pagination(api):
     assert api.get("/api/products/?page=99").status_code == 404
 
 
+def test_cursor_pages_without_count_or_offset(api):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for i in range(7):
+        create(api, title=f"p{i}")
+    titles, url = [], "/api/products/?page_size=3&cursor="
+    while url:
+        with CaptureQueriesContext(connection) as queries:
+            page = api.get(url).json()
+        assert set(page) == {"next", "previous", "results"}
+        sql = " ".join(q["sql"] for q in queries.captured_queries).upper()
+        assert "COUNT(" not in sql and "OFFSET" not in sql, sql
+        titles += [p["title"] for p in page["results"]]
+        url = page["next"]
+    assert titles == [f"p{i}" for i in range(7)]
+    assert api.get("/api/products/?cursor=bm9wZQ%3D%3D").status_code == 404  # "nope"
+
+
 def test_put_patch_delete_bump_version_and_record_events(api):
     pid = create(api)["id"]
     put = api.put(f"/api/products/{pid}/", {**VALID, "title": "Cup"}, format="json")

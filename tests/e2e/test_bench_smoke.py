@@ -38,7 +38,8 @@ def test_bench_runs_every_scenario_on_a_tiny_n():
     assert proc.returncode == 0, output[-3000:]
     for figure in ("catalog drain, Celery, 1 process", "seed-style consumer", "relay",
                    "latency at 200/s", "HTTP create, events seed-inline", "resync of",
-                   "worker RSS", "machine CPU per event", "machine CPU per request", "bound:"):
+                   "worker RSS", "machine CPU per event", "machine CPU per request", "bound:",
+                   "catalog products, API with ?cursor=", "?page= deep"):
         assert figure in output, figure
     (new,) = set((REPO / "bench" / "results").glob("*.json")) - before
     data = json.loads(new.read_text())
@@ -50,6 +51,8 @@ def test_bench_runs_every_scenario_on_a_tiny_n():
         most = os.cpu_count() * (d["seconds"] + 0.5) / d["events"] * 1000
         assert 0 < d["cpu_ms_per_event"] <= most, (k, d)
     assert all(h["cpu_s"] > 0 and h["requests"] > 0 for h in data["http"])
+    # the list stage read every live product the anti-entropy stage left, page by page
+    assert data["list"]["products"] == data["antientropy"]["products"] > 0, data["list"]
     assert new.with_suffix(".png").stat().st_size > 10_000
     new.unlink()
     new.with_suffix(".png").unlink()
