@@ -110,9 +110,7 @@ class PageOrCursorPagination(StrictPageNumberPagination):
         if ordering is None:
             raise ValidationError({self.cursor_query_param: [
                 "This list has numbered pages only (?page=)."]})
-        if self.page_query_param in request.query_params:
-            raise ValidationError({self.cursor_query_param: [
-                f"Give ?{self.cursor_query_param}= or ?{self.page_query_param}=, not both."]})
+        # (?page= means nothing to a keyset page: ignored, as any unknown parameter is)
         paginator = KeysetCursorPagination()
         paginator.ordering = ordering
         return paginator

@@ -82,9 +82,10 @@ def test_a_cursor_the_api_did_not_make_is_a_404(client, cursor):
     assert r.json() == {"detail": "Invalid cursor"}
 
 
-def test_cursor_and_page_together_or_a_list_without_a_cursor_mode_are_400(client):
-    r = client.get("/api/products/?cursor=&page=2")
-    assert r.status_code == 400 and "cursor" in r.json()
+def test_the_cursor_decides_and_a_list_without_a_cursor_mode_is_400(client):
+    product_events_apply(events=parsed(*[event(i, 1) for i in range(1, 4)]))
+    r = client.get("/api/products/?cursor=&page=2&page_size=2")
+    assert r.status_code == 200 and [p["id"] for p in r.json()["results"]] == [1, 2]
     r = client.get("/api/product-changes/?product_id=1&cursor=")
     assert r.status_code == 400 and "cursor" in r.json()
     assert client.get("/api/products/?cursor=&page_size=501").status_code == 400
