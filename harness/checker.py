@@ -215,6 +215,9 @@ def _judge_admin(state: State, writes: dict[int, Write], creates: dict[str, str]
             v.deleted_unasked.append(pid)
         elif final > 1 + w.updates + w.unanswered + deleted:
             v.applied_twice.append(pid)
+    # the client deletes only products whose create it saw answered (it knows no other id): a
+    # tombstone for any other id is a DELETE it never sent (a retried request, a wrong id)
+    v.deleted_unasked.extend(sorted(set(state.tombstones) - set(writes)))
     if creates is None:
         return
     made = Counter(row["description"] for row in state.admin.values())
@@ -225,8 +228,8 @@ def _judge_admin(state: State, writes: dict[int, Write], creates: dict[str, str]
                               if row["description"] == marker)
         elif n > 1:
             v.created_twice.append(marker)
-    # (a deleted product has no row left to count: only answered creates are ever deleted, and
-    # an answered create that made a second product leaves that one alive, counted above)
+    # (a deleted product has no row left to count: a tombstone of an id the client never got
+    # back is a delete nobody sent, found above)
 
 
 def _judge_catalog(state: State, writes: dict[int, Write], v: Verdict) -> None:

@@ -102,6 +102,10 @@ def _admin_product(description):
      "more writes applied in the admin than were sent"),
     (lambda s: (s.tombstones.update({3: 3}), s.admin.pop(3), s.catalog[3].update(
         version=3, deleted=True)), "deleted in the admin without a DELETE"),
+    # a product whose id the client never learned (an unanswered create) deleted anyway
+    (lambda s: (s.tombstones.update({7: 2}), s.catalog.update(
+        {7: {**_admin_product("c5"), "version": 2, "deleted": True}})),
+     "deleted in the admin without a DELETE"),
     # one answered create, two products
     (lambda s: (s.admin.update({7: _admin_product("c1")}),
                 s.catalog.update({7: {**_admin_product("c1"), "deleted": False}})),
