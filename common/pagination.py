@@ -38,11 +38,14 @@ class StrictPageNumberPagination(PageNumberPagination):
                 f"A whole number from 1 to {self.max_page_size}, given once."]})
         return size
 
-    def get_page_number(self, request, paginator):
+    def page_number_check(self, request) -> None:
         raw = request.query_params.getlist(self.page_query_param)
         if raw and (len(raw) > 1 or not (ascii_int(raw[0], maximum=10**9)
                                          or raw[0] in self.last_page_strings)):
             raise NotFound("Invalid page.")  # DRF's answer to "?page=abc", also for "?page="
+
+    def get_page_number(self, request, paginator):
+        self.page_number_check(request)
         return super().get_page_number(request, paginator)
 
     def get_schema_operation_parameters(self, view):
@@ -110,7 +113,9 @@ class PageOrCursorPagination(StrictPageNumberPagination):
         if ordering is None:
             raise ValidationError({self.cursor_query_param: [
                 "This list has numbered pages only (?page=)."]})
-        # (?page= means nothing to a keyset page: ignored, as any unknown parameter is)
+        # ?page= means nothing to a keyset page: ignored, but it must still be a page number
+        # (the schema says what one is, and a value outside it is refused on every list)
+        self.page_number_check(request)
         paginator = KeysetCursorPagination()
         paginator.ordering = ordering
         return paginator

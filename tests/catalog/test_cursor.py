@@ -86,6 +86,7 @@ def test_the_cursor_decides_and_a_list_without_a_cursor_mode_is_400(client):
     product_events_apply(events=parsed(*[event(i, 1) for i in range(1, 4)]))
     r = client.get("/api/products/?cursor=&page=2&page_size=2")
     assert r.status_code == 200 and [p["id"] for p in r.json()["results"]] == [1, 2]
+    assert client.get("/api/products/?cursor=&page=0").status_code == 404  # still a page number
     r = client.get("/api/product-changes/?product_id=1&cursor=")
     assert r.status_code == 400 and "cursor" in r.json()
     assert client.get("/api/products/?cursor=&page_size=501").status_code == 400
