@@ -72,7 +72,7 @@ class KeysetCursorPagination(CursorPagination):
 
     def decode_cursor(self, request):
         raw = request.query_params.getlist(self.cursor_query_param)
-        if len(raw) > 1 or (raw and raw[0] and not _cursor_tokens(raw[0])):
+        if len(raw) > 1 or (raw and raw[0] and not _written_by_drf(raw[0])):
             raise NotFound(self.invalid_cursor_message)  # (DRF's decoding skips junk)
         cursor = super().decode_cursor(request)
         # the position is an id this API wrote: anything else would reach the database as a
@@ -83,18 +83,18 @@ class KeysetCursorPagination(CursorPagination):
         return cursor
 
 
-def _cursor_tokens(raw: str) -> dict | None:
-    """The tokens of a cursor DRF wrote (``o``, ``r``, ``p``, each once), or None."""
+def _written_by_drf(raw: str) -> bool:
+    """Whether ``raw`` is a cursor as DRF writes them: base64 of ``o``, ``r``, ``p`` tokens,
+    each at most once, nothing else."""
     if not _BASE64.fullmatch(raw):
-        return None
+        return False
     try:
         tokens = parse.parse_qs(base64.b64decode(raw, validate=True).decode("ascii"),
                                 keep_blank_values=True, strict_parsing=True)
     except ValueError:
-        return None
-    if not tokens or set(tokens) - {"o", "r", "p"} or any(len(v) > 1 for v in tokens.values()):
-        return None
-    return tokens
+        return False
+    return bool(tokens) and not set(tokens) - {"o", "r", "p"} and \
+        all(len(v) == 1 for v in tokens.values())
 
 
 class PageOrCursorPagination(StrictPageNumberPagination):

@@ -13,7 +13,7 @@ was answered must have happened exactly once; one that was not may have happened
 So the admin's state is checked too (a create that made two products, an update applied twice,
 a delete nobody sent), not only the catalog against the admin.
 
-``judge`` is a pure function of what it is given (tests/faults/test_checker.py feeds it broken
+``judge`` is a pure function of what it is given (tests/faults/test_chaos.py feeds it broken
 states: it must find each).
 """
 
