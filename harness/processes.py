@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,17 +47,38 @@ class Proc:
         return "\n".join(self.log().splitlines()[-n:])
 
     def stop(self, timeout: float = 20.0) -> int | None:
-        if self.alive():
+        """SIGTERM to the whole process group, and wait until every process of it is gone (a
+        ``sh -c`` that did not exec its command dies at once, while the command it started may
+        still be shutting down); SIGKILL to what is left after ``timeout``."""
+        if self.alive() or self.group_alive():
             try:
                 os.killpg(self.popen.pid, signal.SIGTERM)
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(10)
             except ProcessLookupError:
                 pass
+            deadline = time.monotonic() + timeout
+            while self.group_alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if self.group_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                deadline = time.monotonic() + 10
+                while self.group_alive() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(1)
         self._log.close()
         return self.popen.returncode
+
+    def group_alive(self) -> bool:
+        """Is any process of this one's process group still running (zombies aside)?"""
+        self.popen.poll()  # reap our own child
+        try:
+            os.killpg(self.popen.pid, 0)
+        except ProcessLookupError:
+            return False
+        out = subprocess.run(["ps", "-o", "stat=", "-g", str(self.popen.pid)],
+                             capture_output=True, text=True).stdout.split()
+        return any(not stat.startswith("Z") for stat in out)
 
 
 def base_env(**overrides: str) -> dict[str, str]:
@@ -70,9 +93,11 @@ def base_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def worker_argv(*, name: str, concurrency: int = 2, pool: str = "prefork") -> list[str]:
+def worker_argv(*, name: str, concurrency: int = 2, pool: str | None = None) -> list[str]:
+    """The catalog worker's command; ``pool``: Celery's ``-P`` (default: none, so the worker
+    runs the pool its settings name, CATALOG_WORKER_POOL: the thread pool of workers/pool.py)."""
     return [str(VENV_BIN / "celery"), "-A", "workers.catalog", "worker", "-l", "INFO",
-            "-P", pool, "-c", str(concurrency), "-n", f"{name}@%h",
+            *(["-P", pool] if pool else []), "-c", str(concurrency), "-n", f"{name}@%h",
             "--without-mingle", "--without-gossip"]
 
 
