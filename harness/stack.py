@@ -21,7 +21,8 @@ from harness.vhosts import vhost_create, vhost_delete
 from harness.waiting import wait_until
 
 REPO = processes.REPO
-RESULT_RE = re.compile(r"\{'applied': (\d+), 'stale': (\d+), 'parked': (\d+)\}")
+# the worker's one line per message (workers/handling.py)
+RESULT_RE = re.compile(r"applied (\d+), stale (\d+), parked (\d+): ")
 
 
 def env_example() -> dict[str, str]:

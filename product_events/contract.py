@@ -19,11 +19,10 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 # --- names that cross process boundaries (stable: changing one is a breaking change) ---
 TASK_APPLY_PRODUCT_EVENTS = "catalog.apply_product_events"
@@ -44,8 +43,10 @@ class InvalidEvent(ValueError):
     """An event that can never be applied (permanent error): park it, do not retry it."""
 
 
-@dataclass(frozen=True, slots=True)
-class ProductEvent:
+class ProductEvent(NamedTuple):
+    """A valid event (``envelope_validate``). A named tuple: built per event at thousands of
+    events per second, it costs a quarter of a frozen dataclass."""
+
     event_id: str
     type: str
     product_id: int
@@ -154,6 +155,14 @@ def _schema_error(raw: Any) -> str:
 
 def envelope_validate(raw: Any) -> ProductEvent:
     """Return the event, or raise InvalidEvent saying exactly what is wrong."""
+    event = _fast_event(raw)
+    if event is not None:
+        return event
+    return _validated(raw)
+
+
+def _validated(raw: Any) -> ProductEvent:
+    """envelope_validate without its fast path: the schema decides and words the reason."""
     if not _plainly_valid(raw):  # the fast path said nothing: the schema decides
         from fastjsonschema import JsonSchemaException
 
@@ -241,6 +250,68 @@ def _plainly_valid(raw: Any) -> bool:
     return True
 
 
+# The whole fast path, ~3x cheaper again than _plainly_valid plus the checks after it: the event
+# of the usual shape checked and built in one pass, its four patterned strings matched by one
+# regular expression (they cannot hold the separator: any that does fails the match, and the
+# slow path decides), its times parsed once. None means "ask the slow path", never "invalid".
+_JOINED_RE = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\x01"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}:[0-9]{2})"
+    r"\x01"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}:[0-9]{2})"
+    r"\x01[0-9]{1,10}\.[0-9]{2}")
+_fromisoformat = datetime.fromisoformat
+_EVENT_TYPES = frozenset(EVENT_TYPES)
+
+
+def _fast_event(raw: Any) -> ProductEvent | None:
+    if type(raw) is not dict or not (_ENVELOPE_REQUIRED <= raw.keys() <= _ENVELOPE_KEYS):
+        return None
+    data = raw["data"]
+    if type(data) is not dict or len(data) > 32 or not _PRODUCT_REQUIRED <= data.keys():
+        return None
+    event_id, kind, pid, version, at = (raw["event_id"], raw["type"], raw["product_id"],
+                                        raw["version"], raw["occurred_at"])
+    title, image, price, description, updated = (data["title"], data["image"], data["price"],
+                                                 data["description"], data["updated_at"])
+    if not (type(pid) is int and 1 <= pid <= 9223372036854775807 and data["id"] == pid
+            and type(data["id"]) is int
+            and type(version) is int and 1 <= version <= 2147483647
+            and data["version"] == version and type(data["version"]) is int
+            and type(kind) is str and kind in _EVENT_TYPES
+            and type(event_id) is str and type(at) is str and type(updated) is str
+            and type(price) is str
+            and _JOINED_RE.fullmatch(f"{event_id}\x01{at}\x01{updated}\x01{price}")
+            and type(title) is str and 1 <= len(title) <= 200 and "\x00" not in title
+            and type(image) is str and len(image) <= 500 and "\x00" not in image
+            and type(description) is str and len(description) <= 10000
+            and "\x00" not in description):
+        return None
+    trace_id = raw.get("trace_id")
+    if trace_id is not None and not (type(trace_id) is str and _TRACE_RE.fullmatch(trace_id)):
+        return None
+    if "trace_id" in raw and trace_id is None:
+        return None  # a null trace id: the schema refuses it, and says why
+    created = data.get("created_at", "")
+    if type(created) is not str or len(created) > 40:
+        return None
+    if len(data) > 8 or not data.keys() <= _PRODUCT_KNOWN:
+        for key, value in data.items():  # fields a later version of the contract may add
+            if key not in _PRODUCT_KNOWN and (type(value) not in _EXTRA_SCALARS
+                                              or (type(value) is str and len(value) > 2000)):
+                return None
+    # storable times (as _storable_time): years 2-9998 in any offset, offsets of 14 h at most
+    try:
+        t1, t2 = _fromisoformat(at), _fromisoformat(updated)
+    except ValueError:
+        return None
+    if not (1 < t1.year < 9999 and 1 < t2.year < 9999
+            and (at[-1] == "Z" or -_MAX_OFFSET <= t1.utcoffset() <= _MAX_OFFSET)
+            and (updated[-1] == "Z" or -_MAX_OFFSET <= t2.utcoffset() <= _MAX_OFFSET)):
+        return None
+    return ProductEvent(event_id, kind, pid, version, at, data, trace_id)
+
+
 def _storable_time(where: str, text: str) -> None:
     """A time every consumer can store and read back: a valid RFC 3339 time with a UTC offset
     of at most 14 hours (the real ones; PostgreSQL refuses +16:00) whose UTC value is within
@@ -266,6 +337,16 @@ _MARGIN = timedelta(days=1)  # any time zone a consumer renders it in stays repr
 def task_kwargs(events: list[dict[str, Any]]) -> dict[str, Any]:
     """The Celery kwargs of one message carrying ``events``."""
     return {"events": events}
+
+
+def events_summary(events) -> str:
+    """``task_summary`` of valid events (``ProductEvent``), without building their dicts."""
+    def one(ev: ProductEvent) -> str:
+        return f"{ev.type} #{ev.product_id} v{ev.version} ({ev.event_id})"
+
+    if len(events) <= 3:
+        return "events=[" + ", ".join(one(e) for e in events) + "]"
+    return f"events=[{one(events[0])}, ... {len(events)} events ..., {one(events[-1])}]"
 
 
 def task_summary(events: list[dict[str, Any]]) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from numbers import Real
 
+import msgspec
 from kombu.utils import json as kombu_json
 
 from product_events import contract
@@ -100,13 +101,49 @@ def _headers_problem(headers) -> str | None:
     return None
 
 
+def body_decode(raw):
+    """A JSON body as kombu decodes it, ~3x faster: msgspec, and for what msgspec refuses but
+    Python's json reads (NaN, infinities, lone surrogates, ...) kombu's own decoder,
+    so that a message of events is never refused whole for what only one event holds. kombu
+    also turns ``{"__type__": ..., "__value__": ...}`` objects into other types: a body that may
+    hold one is decoded by kombu too, so the result is always what kombu would give."""
+    if isinstance(raw, (memoryview, bytearray)):
+        raw = bytes(raw)
+    marker, escape = ("__type__", "\\u") if isinstance(raw, str) else (b"__type__", b"\\u")
+    try:
+        body = _decode(raw)  # bytes, or the text py-amqp decoded (content_encoding utf-8)
+    except (msgspec.DecodeError, RecursionError, UnicodeEncodeError):
+        pass
+    else:
+        # "__type__" can only be a key of the decoded body if its text is in the raw one, or
+        # it is written with \u escapes
+        if (marker not in raw and escape not in raw) or not _any_marker(body):
+            return body
+    return kombu_json.loads(raw)
+
+
+_decode = msgspec.json.Decoder().decode
+
+
+def _any_marker(value) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            if "__type__" in item:
+                return True
+            stack.extend(item.values())
+        elif type(item) is list:
+            stack.extend(item)
+    return False
+
+
 def _body_problem(message) -> str | None:
     if message.content_type != contract.CONTENT_TYPE:
         return None  # Celery refuses it (accept_content) and the consumer parks it
     raw = message.body
     try:
-        text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray, memoryview)) else raw
-        body = kombu_json.loads(text)  # as kombu decodes it (its object hook too)
+        body = body_decode(raw)
     except (UnicodeDecodeError, ValueError, TypeError) as exc:
         return f"undecodable body ({message.content_type}): {type(exc).__name__}: {exc}"
     if (message.content_encoding or "utf-8").lower() in ("utf-8", "utf8"):

@@ -154,107 +154,80 @@ def test_transient_database_outage_is_retried_until_applied(worker, dlq_empty):
     assert amqp.queue_depth("catalog.products.dlq") == 0
 
 
-def test_spent_retry_budget_parks_the_events_with_the_reason(django_db_setup):
-    """A worker with a budget of 2 retries, on its own vhost, while the database answers but
-    the write keeps failing transiently (the row is locked by another transaction, and the
-    worker's statement timeout is 1 s). An unreachable database parks nothing
-    (tests/catalog/test_outage.py): the budget is for errors while it answers."""
-    from harness import processes
-    from harness.vhosts import vhost_create, vhost_delete
-
-    vhost = f"budget-{uuid.uuid4().hex[:8]}"
-    url = vhost_create(vhost)
-    db = connection.settings_dict
-    proc = processes.Proc("catalog-worker-budget", processes.worker_argv(name="budget"),
-                          processes.base_env(
-                              CELERY_BROKER_URL=url, CATALOG_RETRY_MAX="2",
-                              CATALOG_RETRY_BACKOFF_BASE="1", CATALOG_RETRY_BACKOFF_MAX="1",
-                              CATALOG_DB_STATEMENT_TIMEOUT_SECONDS="1",
-                              CATALOG_DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:"
-                                                   f"{db['PORT']}/{db['NAME']}"))
-    import psycopg2
-
-    from catalog_project.catalog.services import product_events_apply
-    from product_events.contract import envelope_validate
-
-    product_events_apply(events=[envelope_validate(event(90, 1))])
-    locker = psycopg2.connect(host=db["HOST"], port=db["PORT"], user=db["USER"],
-                              dbname=db["NAME"])
-    try:
-        wait_until(lambda: " ready." in proc.log(), timeout=60, message=proc.tail)
-        with locker.cursor() as cur:  # held until the finally: every write of row 90 waits
-            cur.execute("SELECT 1 FROM catalog_product WHERE id = 90 FOR UPDATE")
-        try:
-            ev = event(90, 2)
-            with amqp.broker_connection_to(url) as conn:
-                conn.Producer().publish(task_body([ev]), exchange=PRODUCTS,
-                                        routing_key="product.created", content_type=
-                                        "application/json", content_encoding="utf-8",
-                                        headers={"lang": "py", "task":
-                                                 contract.TASK_APPLY_PRODUCT_EVENTS,
-                                                 "id": ev["event_id"]}, retry=False)
-
-            (msg,) = wait_until(lambda: amqp.drain("catalog.products.dlq", url=url),
-                                timeout=60, interval=0.2,
-                                message=lambda: f"the parked event\n{proc.tail()}")
-        finally:
-            locker.rollback()
-        assert "retry budget spent (2 retries)" in msg.headers["x-park-reason"], msg.headers
-        assert "statement timeout" in msg.headers["x-park-reason"], msg.headers
-        assert json.loads(msg.body)[1]["events"][0]["event_id"] == ev["event_id"]
-    finally:
-        locker.close()
-        proc.stop()
-        vhost_delete(vhost)
-
-
-def test_a_message_that_keeps_killing_its_pool_process_is_parked_by_the_worker(worker,
-                                                                               dlq_empty):
-    """The worker's own poison handling: a message whose run was lost WORKER_LOST_LIMIT times
-    (its pool process killed: an OOM kill, a segfault) is parked with the reason, long before
-    the queue's delivery limit (100, the backstop) would dead-letter it."""
+def test_a_message_that_keeps_killing_its_pool_process_is_parked_by_the_worker(
+        django_db_setup):
+    """The worker's own poison handling with the prefork pool (CATALOG_WORKER_POOL=prefork): a
+    message whose run was lost WORKER_LOST_LIMIT times (its pool process killed: an OOM kill, a
+    segfault) is parked with the reason, long before the queue's delivery limit (100, the
+    backstop) would dead-letter it. (With the thread pool there is no pool process to lose:
+    a whole worker killed gives its messages back to the broker, tests/faults.) On its own
+    vhost, with a worker of its own."""
     import os
     import signal
 
     import psycopg2
 
     from harness import processes
+    from harness.vhosts import vhost_create, vhost_delete
     from workers.handling import WORKER_LOST_LIMIT
 
+    vhost = f"lost-{uuid.uuid4().hex[:8]}"
+    url = vhost_create(vhost)
     db = connection.settings_dict["NAME"]
-    url = pg.database_url(db)
-    lock = psycopg2.connect(url, connect_timeout=5)
+    db_url = pg.database_url(db)
+    proc = processes.Proc("catalog-worker-lost", processes.worker_argv(name="lost"),
+                          processes.base_env(CELERY_BROKER_URL=url, CATALOG_DATABASE_URL=db_url,
+                                             CATALOG_WORKER_POOL="prefork"))
+    lock = psycopg2.connect(db_url, connect_timeout=5)
     seen: set[int] = set()
 
     def new_waiter():  # the task's statement, waiting for the lock: the task is running
-        with psycopg2.connect(url, connect_timeout=5) as conn, conn.cursor() as cur:
+        with psycopg2.connect(db_url, connect_timeout=5) as conn, conn.cursor() as cur:
             cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND "
                         "wait_event_type = 'Lock'", [db])
             return ({pid for (pid,) in cur.fetchall()} - seen) or None
 
+    def publish(body: bytes) -> str:
+        task_id = str(uuid.uuid4())
+        with amqp.broker_connection_to(url) as conn:
+            conn.Producer().publish(body, exchange=PRODUCTS, routing_key="product.created",
+                                    content_type="application/json", content_encoding="utf-8",
+                                    headers={"lang": "py", "task":
+                                             contract.TASK_APPLY_PRODUCT_EVENTS, "id": task_id},
+                                    delivery_mode=2, retry=False)
+        return task_id
+
     try:
+        wait_until(lambda: " ready." in proc.log() or not proc.alive(), timeout=60,
+                   message=proc.tail)
+        assert "(prefork)" in proc.log(), proc.tail()
         with lock.cursor() as cur:
             cur.execute("LOCK TABLE catalog_product IN EXCLUSIVE MODE")
-        task_id = publish_raw(task_body([event(4242, 1)]))
+        task_id = publish(task_body([event(4242, 1)]))
         for _ in range(WORKER_LOST_LIMIT):
             waiting = wait_until(new_waiter, timeout=30,
-                                 message=lambda: f"the task running\n{worker.tail()}")
+                                 message=lambda: f"the task running\n{proc.tail()}")
             seen |= waiting
-            for pid, ppid, _args in processes.descendants(worker.pid):
-                if ppid == worker.pid:  # every pool process; the main starts new ones
+            for pid, ppid, _args in processes.descendants(proc.pid):
+                if ppid == proc.pid:  # every pool process; the main starts new ones
                     os.kill(pid, signal.SIGKILL)
             pg.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                        "WHERE pid = ANY(%s)", [list(waiting)])
-        (parked,) = dlq_messages(1)
+        (parked,) = wait_until(lambda: amqp.drain("catalog.products.dlq", url=url),
+                               timeout=30, interval=0.2,
+                               message=lambda: f"the parked message\n{proc.tail()}")
+        lock.close()
+        assert parked.headers["id"] == task_id
+        assert f"killed its worker process {WORKER_LOST_LIMIT} times" in \
+            parked.headers["x-park-reason"]
+        assert "x-death" not in parked.headers  # parked by the worker, not by the limit
+        assert json.loads(parked.body)[1]["events"][0]["product_id"] == 4242
+        assert row(4242) is None
+        assert proc.alive()
+        # the worker goes on: a valid event after it is applied
+        publish(task_body([event(4243, 1)]))
+        wait_until(lambda: row(4243), timeout=30, message=proc.tail)
     finally:
         lock.close()
-    assert parked.headers["id"] == task_id
-    assert f"killed its worker process {WORKER_LOST_LIMIT} times" in \
-        parked.headers["x-park-reason"]
-    assert "x-death" not in parked.headers  # parked by the worker, not by the delivery limit
-    assert json.loads(parked.body)[1]["events"][0]["product_id"] == 4242
-    assert row(4242) is None
-    assert worker.alive()
-    # the worker goes on: a valid event after it is applied
-    publish_raw(task_body([event(4243, 1)]))
-    wait_until(lambda: row(4243), timeout=30, message=lambda: worker.tail())
+        proc.stop()
+        vhost_delete(vhost)

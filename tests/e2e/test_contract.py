@@ -173,7 +173,7 @@ def test_an_event_id_names_the_change_not_the_emission():
         contract.event_id_for("product.renamed", 1, 1)
 
 
-# --- the fast path of envelope_validate (contract._plainly_valid) ---
+# --- the fast paths of envelope_validate (contract._fast_event, contract._plainly_valid) ---
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -212,11 +212,15 @@ def _changed(changes) -> dict:
 
 
 def _fast_path_agrees(envelope) -> None:
-    """The fast path may pass an event to the schema for any reason, but must never call
-    valid an event the schema (and the UUID check) rejects."""
+    """The fast paths may pass an event to the schema for any reason, but must never call
+    valid an event the schema (and the UUID check) rejects; and the event the whole fast path
+    builds is the one the slow path builds (which raises if it disagrees)."""
     if contract._plainly_valid(envelope):
         contract.schema_validator()(envelope)  # raises if the schema disagrees
         uuid.UUID(envelope["event_id"])
+    fast = contract._fast_event(envelope)
+    if fast is not None:
+        assert contract._validated(envelope) == fast
 
 
 @pytest.mark.parametrize("path", _FIELDS)
@@ -236,3 +240,5 @@ def test_the_fast_path_takes_the_usual_events():
     envelope, message = doc_json_blocks()
     assert contract._plainly_valid(envelope)
     assert all(contract._plainly_valid(e) for e in message[1]["events"])
+    assert contract._fast_event(envelope) is not None
+    assert all(contract._fast_event(e) is not None for e in message[1]["events"])

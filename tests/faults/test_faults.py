@@ -85,7 +85,9 @@ def test_all_connections_closed_during_publishing_and_consuming(report):
 
 
 def test_worker_child_and_whole_worker_sigkilled_while_thousands_flow(report):
-    with running_stack("f-workerkill") as stack:
+    # prefork: the thread pool (the default) has no child to kill; its whole worker is killed
+    # below and in the chaos run
+    with running_stack("f-workerkill", overrides={"CATALOG_WORKER_POOL": "prefork"}) as stack:
         gen = stack.generate(4000, updates=1000, deletes=200)
         seen = 0
         for _ in range(3):  # a pool child dies mid-task: its message is redelivered
@@ -406,7 +408,8 @@ def test_worker_disconnects_with_prefetched_events_dead_letter_nothing(report):
         wait_until(lambda: stack.outbox()[1] == 0, timeout=60, message="relay to publish")
         messages = amqp_ready(stack)
         assert messages == 60, messages
-        prefetch = 2 * 4  # the harness worker: concurrency 2, prefetch multiplier 4
+        # the worker's concurrency (.env.example) times its prefetch multiplier (4)
+        prefetch = int(stack.env["CATALOG_WORKER_CONCURRENCY"]) * 4
         db = stack.env["CATALOG_DATABASE_URL"].rsplit("/", 1)[1]
         lock = psycopg2.connect(stack.env["CATALOG_DATABASE_URL"], connect_timeout=5)
         try:
@@ -419,8 +422,8 @@ def test_worker_disconnects_with_prefetched_events_dead_letter_nothing(report):
                     pg.connections_terminate(db, keep_pid=lock.get_backend_pid())
                 stack.start("worker")
                 stack.wait_worker_ready()
-                # the worker holds a full prefetch, unacked: two running (waiting for the
-                # lock), the rest waiting for a pool process
+                # the worker holds a full prefetch, unacked: some running (waiting for the
+                # lock), the rest waiting for a thread
                 wait_until(lambda: amqp_ready(stack) <= messages - prefetch, timeout=30,
                            message=lambda r=round_: f"a full prefetch, round {r}")
             stack.kill("worker")
