@@ -17,6 +17,9 @@ JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(process)d %(trace_id)s %(mes
 def logging_config(*, level: str, fmt: str, quiet: dict[str, str] | None = None) -> dict[str, Any]:
     if fmt not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}: {fmt!r}")
+    # Python's warnings (a library's DeprecationWarning, Celery's "running as root") are log
+    # records too: in the chosen format, not plain lines on stderr
+    logging.captureWarnings(True)
     loggers = {"amqp": {"level": "WARNING"}, "kombu": {"level": "WARNING"},
                # Django's default handlers (a plain console one under DEBUG, mail_admins) go:
                # its records reach the root handler, in this format, once
@@ -74,3 +77,15 @@ def gunicorn_logging_config(*, level: str, fmt: str) -> dict[str, Any]:
                             "filters": ["access"]},
     })
     return config
+
+
+def json_line(message: str, *, logger: str, level: str = "INFO") -> str:
+    """One line as the JSON formatter writes a record, for text that is printed rather than
+    logged (a console notice, a supervisor's line): same keys, so a log shipper reads it."""
+    import json
+    import os
+    from datetime import datetime
+
+    return json.dumps({"time": datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3],
+                       "level": level, "logger": logger, "process": os.getpid(),
+                       "trace_id": "-", "message": message})

@@ -47,6 +47,7 @@ class TraceIdMiddleware:
 
     def __call__(self, request):
         trace_id = trace_id_accept(request.META.get(_META_KEY))
+        request.trace_id = trace_id  # for records logged after this returns (django.request)
         token = _current.set(trace_id)
         try:
             response = self.get_response(request)
@@ -61,5 +62,9 @@ class TraceIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "trace_id"):
-            record.trace_id = _current.get() or "-"
+            # Django logs a 4xx/5xx ("Not Found: ...") after the middleware returned: the
+            # request it passes along still has its id
+            record.trace_id = (_current.get()
+                               or getattr(getattr(record, "request", None), "trace_id", None)
+                               or "-")
         return True

@@ -53,6 +53,9 @@ OVERRIDES = {
     "AUDIT_PUBLISH_FAILED_PAUSE": "1", "AUDIT_PUBLISH_FAILED_PAUSE_MAX": "2",
     "ADMIN_RELAY_IO_TIMEOUT": "3", "ADMIN_RELAY_CONFIRM_TIMEOUT": "3",
     "CATALOG_PAUSE_HOLD_SECONDS": "5", "AUDIT_PAUSE_HOLD_SECONDS": "5",
+    # both pools under faults: the catalog worker runs the default (threads), the audit worker
+    # prefork, whose pool children the nemesis kills
+    "AUDIT_WORKER_POOL": "prefork",
 }
 
 
@@ -69,7 +72,9 @@ KINDS = [
     Kind("broker stopped", "broker", (2, 12)),
     Kind("broker connections closed", "broker"),
     Kind("broker memory alarm", "broker", (3, 12)),
-    Kind("catalog worker pool child SIGKILLed", "worker"),
+    # the catalog worker runs the default thread pool (no pool children: a frozen process is
+    # its closest fault); the audit worker runs prefork here, so a pool child dies too
+    Kind("catalog worker frozen (SIGSTOP)", "worker", (1, 8)),
     Kind("catalog worker SIGKILLed", "worker", (0.5, 6)),
     Kind("audit worker pool child SIGKILLed", "audit"),
     Kind("audit worker SIGKILLed", "audit", (0.5, 6)),
@@ -303,8 +308,19 @@ class Nemesis:
             os.kill(victim, signal.SIGKILL)
         h.detail = f"pid {victim}"
 
-    def catalog_pool_child(self, p, h, rnd):
-        self._pool_child("worker", "workers.catalog", h, rnd)
+    def catalog_frozen(self, p, h, rnd):
+        """The whole worker process stopped (a VM pause, a stuck process): its messages stay
+        unacked in its hands, then it goes on where it was."""
+        main = wait_until(lambda: processes.celery_worker_main(self.stack.proc("worker").pid,
+                                                               app="workers.catalog"),
+                          timeout=30, interval=0.2, message="the catalog worker to freeze")
+        os.kill(main, signal.SIGSTOP)
+        try:
+            time.sleep(p.duration)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(main, signal.SIGCONT)
+        h.detail = f"pid {main} for {p.duration:.1f}s"
 
     def audit_pool_child(self, p, h, rnd):
         self._pool_child("audit", "workers.audit", h, rnd)
@@ -423,7 +439,7 @@ FAULTS = {
     "broker stopped": "broker_stopped",
     "broker connections closed": "connections_closed",
     "broker memory alarm": "memory_alarm",
-    "catalog worker pool child SIGKILLed": "catalog_pool_child",
+    "catalog worker frozen (SIGSTOP)": "catalog_frozen",
     "catalog worker SIGKILLed": "catalog_worker",
     "audit worker pool child SIGKILLed": "audit_pool_child",
     "audit worker SIGKILLed": "audit_worker",

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
 STABLE_AFTER_SECONDS = 60.0
@@ -32,7 +33,20 @@ PR_SET_PDEATHSIG = 1
 
 
 def _log(message: str) -> None:
-    print(f"respawn: {message}", file=sys.stderr, flush=True)
+    line = f"respawn: {message}"
+    if _json():  # as the process it supervises logs (ADMIN_/CATALOG_LOG_FORMAT)
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from common.logs import json_line
+
+        line = json_line(line, logger="respawn", level="WARNING")
+    print(line, file=sys.stderr, flush=True)
+
+
+def _json() -> bool:
+    """JSON lines when the supervised command's project logs JSON: the admin's for a command of
+    admin_project, else the catalog's (its web app, workers and Flower)."""
+    prefix = "ADMIN" if any("admin_project" in arg for arg in sys.argv[1:]) else "CATALOG"
+    return os.environ.get(f"{prefix}_LOG_FORMAT", "plain").strip().lower() == "json"
 
 
 def _die_with_parent() -> None:

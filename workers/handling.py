@@ -18,27 +18,25 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-import psycopg2
 from billiard.exceptions import WorkerLostError
 from celery import Task
 from celery.exceptions import Reject
 from celery.worker.request import Request
 from celery.worker.state import task_ready
-from django.db import InterfaceError, OperationalError, connections
+from django.db import connections
 
 from common.trace import trace_id_set
 from product_events import contract
-from workers import confirming, parking
+from workers import confirming, parking, pool
 from workers.confirming import confirming_producer, publish_options
+from workers.errors import CONNECTION_ERRORS, transient
+from workers.grouping import GroupFailed
 
 logger = logging.getLogger("workers.handling")
 contract.schema_validator()  # compile the JSON Schema once, before the pool forks
 
-# Worth retrying: the database is unavailable, the connection broke, a lock or statement timed
-# out. psycopg2's own classes too: a service writing through the raw cursor (execute_values)
-# gets them unwrapped by Django, and an outage in the middle of such a write is no less transient.
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, psycopg2.OperationalError,
-                    psycopg2.InterfaceError)
+# What is parked and what is held and retried: workers/errors.py.
+TRANSIENT_ERRORS = CONNECTION_ERRORS  # connection-level errors: a probe, a reconnect
 
 
 # A message whose task killed its pool process (an OOM kill, a segfault) this many times in
@@ -74,7 +72,24 @@ _losses = _Losses()
 class ProductEventsRequest(Request):
     """Celery's request, except that a message that keeps killing its pool process is parked
     (with ``x-park-reason``) after ``WORKER_LOST_LIMIT`` runs, instead of being requeued until
-    the broker's delivery limit. Runs in the worker's main process."""
+    the broker's delivery limit. Runs in the worker's main process.
+
+    With a pool that runs tasks in the worker's own process (workers/pool.py) the task gets the
+    body the consumer already decoded (workers/preflight.py), instead of decoding it again."""
+
+    def send_event(self, type, **fields):
+        # Flower sees every task from its "received" and "succeeded" (or "failed", "retried")
+        # events, with the run time in the last one; "task-started" is not sent: one publish
+        # per message less, for a state Flower shows for a few milliseconds.
+        if type != "task-started":
+            super().send_event(type, **fields)
+
+    def __init__(self, message, *args, body=None, decoded=False, **kwargs):
+        if not decoded and pool.IN_PROCESS:
+            cached = getattr(message, "_decoded_cache", None)
+            if cached is not None:
+                body, decoded = cached, True
+        super().__init__(message, *args, body=body, decoded=decoded, **kwargs)
 
     def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
         exc = exc_info.exception
@@ -136,79 +151,92 @@ class ProductEventsTask(Task):
 
         try:
             result = self._apply_holding(valid, apply)
-        except TRANSIENT_ERRORS as exc:
-            _close_broken_db_connections()
-            if invalid:  # park the bad ones now; retry only the good ones
-                self._park(invalid)
-            if not database_reachable():
-                # the outage outlasted this hold: the message goes round the subscriber's delay
-                # queue (a new message: its delivery count starts again) with its retry budget
-                # untouched, however long the outage lasts; nothing is parked for it
-                self.request.retries = max(-1, self.request.retries - 1)
-                return self._retry_or_park([ev.as_dict() for ev in valid], exc,
-                                           already_parked=len(invalid), budget=False)
-            return self._retry_or_park([ev.as_dict() for ev in valid], exc,
-                                       already_parked=len(invalid))
         except Exception as exc:  # noqa: BLE001
-            # A permanent error (a value the database or its driver rejects, ...). Find the
-            # culprits one by one so that the good events of this batch still land.
+            if transient(exc):
+                # held for the whole hold and still failing: the message goes round the
+                # subscriber's delay queue (a new message: its delivery count starts again);
+                # nothing is parked for it, however long it lasts
+                _close_broken_db_connections()
+                if invalid:  # park the bad ones now; retry only the good ones
+                    self._park(invalid)
+                return self._retry([ev.as_dict() for ev in valid], exc)
+            # The database (or apply) refused something in this message. Find the culprits one
+            # by one so that the good events of this batch still land.
             try:
                 return self._apply_one_by_one(valid, invalid, first_error=exc, apply=apply)
-            except TRANSIENT_ERRORS as again:  # the database went away meanwhile: retry all
+            except Exception as again:  # the database went away meanwhile: retry them all
+                if not transient(again):
+                    raise
                 _close_broken_db_connections()
-                reachable = database_reachable()
-                if not reachable:
-                    self.request.retries = max(-1, self.request.retries - 1)
-                return self._retry_or_park([ev.as_dict() for ev in valid], again,
-                                           already_parked=0, budget=reachable)
+                return self._retry([ev.as_dict() for ev in valid], again)
 
-        self._applied(result, trace_ids)
+        self._applied(result)
         if invalid:
             self._park(invalid)
-        return {"applied": result.applied, "stale": result.stale, "parked": len(invalid)}
+        return self._outcome(result.applied, result.stale, len(invalid), result.applied_events,
+                             trace_ids)
 
     def _apply_holding(self, valid, apply):
-        """``apply``, and while the database is unreachable (not merely failing) hold the
-        message and try again when it answers: backpressure. The pool process takes nothing new
+        """``apply``, and while it fails for a reason about the database rather than the
+        events (``transient``: unreachable, read-only, out of disk, locked, ...), hold the
+        message and try again: backpressure. The pool process (or thread) takes nothing new
         meanwhile, so the worker stops at its prefetch window and the broker keeps the rest.
-        Held at most ``hold_seconds`` (well inside the task's time limits), then the caller
-        sends the message round the delay queue."""
+        While the database does not answer, one probe a second; while it answers but refuses,
+        the write itself again after a pause doubling from 0.2 s up to ``backoff_max`` (5 s).
+        A failure that lasts
+        (a second, or an unreachable database) pauses the worker: one log line, the paused
+        gauge. Held at most ``hold_seconds`` (well inside the task's time limits), then the
+        caller sends the message round the delay queue."""
         limit = self.app.conf.task_soft_time_limit or self.app.conf.task_time_limit or 300
         hold = min(self.subscriber.retry.hold_seconds, limit / 2)
         deadline = time.monotonic() + hold
+        group = self.subscriber.group_commit(apply)
+        first_failure, pause = None, 0.2
         while True:
             try:
-                result = apply(events=valid)
-            except TRANSIENT_ERRORS as exc:
+                try:
+                    result = group.apply(valid)
+                except GroupFailed:
+                    # the write shared with other tasks failed: perhaps for another task's
+                    # event; this task's own events alone next (a failure there is its own)
+                    result = apply(events=valid)
+            except Exception as exc:  # noqa: BLE001
+                if not transient(exc):
+                    raise
                 _close_broken_db_connections()
-                if database_reachable() or time.monotonic() >= deadline:
+                now = time.monotonic()
+                first_failure = first_failure or now
+                reachable = database_reachable()
+                if not reachable or now - first_failure >= 1.0:  # not a passing deadlock
+                    pause_begin(self.subscriber, exc, reachable=reachable)
+                if now >= deadline:
                     raise
-                pause_begin(self.subscriber, exc)
-                while time.monotonic() < deadline and not database_reachable():
-                    time.sleep(1.0)  # bounded by the hold; one probe a second
-                if database_reachable():
-                    pause_end(self.subscriber)
-                elif time.monotonic() >= deadline:
-                    raise
+                if reachable:
+                    time.sleep(min(pause, deadline - now))
+                    pause = min(pause * 2, self.subscriber.retry.backoff_max)
+                else:
+                    while time.monotonic() < deadline and not database_reachable():
+                        time.sleep(1.0)  # bounded by the hold; one probe a second
             else:
                 # a write went through: if this worker was paused (this process or another one
                 # held messages that went round the delay queue meanwhile), it has resumed
-                if _paused_here or _pause_marker(self.subscriber).exists():
+                if _pause_reported(self.subscriber):
                     pause_end(self.subscriber)
                 return result
 
-    def _retry_or_park(self, good: list[dict], exc: Exception, already_parked: int,
-                       budget: bool = True):
+    def _retry(self, good: list[dict], exc: Exception):
+        """Send the message's valid events round the subscriber's delay queue: back in its queue
+        after ``RetryPolicy.countdown`` seconds, a new message. Never parked: after
+        ``max_retries`` rounds each further one is logged as an error (the alert
+        ``RetriesNeverClear`` fires on the retries counter)."""
         retry = self.subscriber.retry
-        if budget and self.request.retries >= retry.max_retries:
-            reason = (f"retry budget spent ({self.request.retries} retries): "
-                      f"{type(exc).__name__}: {exc}")
-            self._park([(ev, reason) for ev in good])
-            return {"applied": 0, "stale": 0, "parked": len(good) + already_parked}
-        countdown = retry.countdown(self.request.retries)
+        rounds = self.request.retries + 1
+        countdown = retry.countdown(0)  # the hold did the waiting: back soon after it ends
         self.subscriber.metrics.retried()
-        logger.warning("transient error applying %d events (%s); retry %d in %ds",
-                       len(good), exc, self.request.retries + 1, countdown)
+        log = logger.error if rounds > retry.max_retries else logger.warning
+        log("transient error applying %d events (%s: %s); round %d through the delay queue, "
+            "back in %ds (held %.0fs each round; never parked for this)", len(good),
+            type(exc).__name__, str(exc).strip()[:300], rounds, countdown, retry.hold_seconds)
         sub = self.subscriber.subscription
         with self._publishing():
             try:
@@ -250,33 +278,39 @@ class ProductEventsTask(Task):
             time.sleep(pause)  # bounded; keeps the message from spinning through its limit
             raise Reject(f"publish failed: {type(exc).__name__}: {exc}", requeue=True) from exc
 
-    def _applied(self, result, trace_ids) -> None:
-        """Metrics, and one log line per batch naming what changed and the trace id(s)."""
+    def _applied(self, result) -> None:
         self.subscriber.metrics.applied(result.applied_events, result.stale)
+
+    @staticmethod
+    def _outcome(applied: int, stale: int, parked: int, applied_events, trace_ids) -> dict:
+        """The task's result, and its one log line: what changed, and the trace id(s). (Celery's
+        own "received" and "succeeded" lines per task are off: catalog_project/settings.)"""
         if logger.isEnabledFor(logging.INFO):
-            logger.info("applied %d, stale %d: %s", result.applied, result.stale,
-                        contract.task_summary([ev.as_dict() for ev in result.applied_events]),
+            logger.info("applied %d, stale %d, parked %d: %s", applied, stale, parked,
+                        contract.events_summary(applied_events),
                         extra={"trace_ids": trace_ids[:100]})
+        return {"applied": applied, "stale": stale, "parked": parked}
 
     def _apply_one_by_one(self, valid, invalid, first_error, apply):
         logger.warning("batch failed (%s); applying its %d events one by one", first_error,
                        len(valid))
-        applied = stale = 0
+        stale, changed = 0, []
         for event in valid:
             try:
                 result = apply(events=[event])
-            except TRANSIENT_ERRORS:
-                raise  # the database went away mid-pass: handled like the batch (held, retried)
             except Exception as exc:  # noqa: BLE001
+                if transient(exc):
+                    raise  # the database went away mid-pass: handled like the batch (retried)
                 reason = f"cannot be stored: {type(exc).__name__}: {exc}".strip()
                 invalid.append((event.as_dict(), reason))
                 continue
-            applied += result.applied
             stale += result.stale
-            self._applied(result, [event.trace_id] if event.trace_id else [])
+            changed += result.applied_events
+            self._applied(result)
         if invalid:
             self._park(invalid)
-        return {"applied": applied, "stale": stale, "parked": len(invalid)}
+        trace_ids = sorted({ev.trace_id for ev in changed if ev.trace_id})
+        return self._outcome(len(changed), stale, len(invalid), changed, trace_ids)
 
 
 def _close_broken_db_connections() -> None:
@@ -298,35 +332,92 @@ def database_reachable() -> bool:
         return False
 
 
-# One line when a worker pauses and one when it resumes, whichever pool process notices: a
-# marker file per worker (its main process's pid) says whether the pause is already reported.
+# One line when a worker pauses and one when it resumes, whichever pool process or thread
+# notices: a marker file per worker (its main process's pid) says whether the pause is already
+# reported. Imported by the main process before a prefork pool forks: the main process's pid.
+_WORKER_PID = os.getpid()
+
+
 def _pause_marker(subscriber) -> Path:
-    return Path(tempfile.gettempdir()) / f"{subscriber.name}-worker-{os.getppid()}.paused"
+    return Path(tempfile.gettempdir()) / f"{subscriber.name}-worker-{_WORKER_PID}.paused"
 
 
 _paused_here = False  # this pool process set the paused gauge
+_marker_checked = 0.0
 
 
-def pause_begin(subscriber, exc: BaseException) -> None:
+def _pause_reported(subscriber) -> bool:
+    """Is this worker paused (by this process, or by another pool process: its marker)? The
+    marker is looked at once a second at most: not a file system call per message."""
+    global _marker_checked
+    if _paused_here:
+        return True
+    now = time.monotonic()
+    if now - _marker_checked < 1.0:
+        return False
+    _marker_checked = now
+    return _pause_marker(subscriber).exists()
+
+
+def pause_begin(subscriber, exc: BaseException, *, reachable: bool = False) -> None:
     global _paused_here
     _paused_here = True
-    subscriber.metrics.paused(True)
     try:
         fd = os.open(_pause_marker(subscriber), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
         return
+    os.write(fd, ("refused" if reachable else "unreachable").encode())
     os.close(fd)
-    logger.warning("paused: the %s database is unreachable (%s: %s); holding the messages in "
-                   "hand and taking no new ones until it answers (nothing is parked for this)",
-                   subscriber.name, type(exc).__name__, str(exc).strip()[:200])
+    what = "refuses writes" if reachable else "is unreachable"
+    logger.warning("paused: the %s database %s (%s: %s); holding the messages in hand and "
+                   "taking no new ones until it takes them (nothing is parked for this)",
+                   subscriber.name, what, type(exc).__name__, str(exc).strip()[:200])
 
 
 def pause_end(subscriber) -> None:
     global _paused_here
     _paused_here = False
-    subscriber.metrics.paused(False)
     try:
         _pause_marker(subscriber).unlink()
     except FileNotFoundError:
         return
-    logger.warning("resumed: the %s database answers again", subscriber.name)
+    logger.warning("resumed: the %s database takes writes again", subscriber.name)
+
+
+def pause_end_quietly(subscriber) -> None:
+    """A worker stopping: its pause marker goes with it (the next worker decides anew)."""
+    with contextlib.suppress(FileNotFoundError):
+        _pause_marker(subscriber).unlink()
+
+
+def pause_state(subscriber) -> str | None:
+    """None, or why this worker is paused ("unreachable" or "refused"): read from its marker in
+    the worker's main process (the paused gauge, at scrape time: a pool process killed while
+    paused leaves nothing stale behind it)."""
+    try:
+        return _pause_marker(subscriber).read_text() or "unreachable"
+    except FileNotFoundError:
+        return None
+
+
+def pause_markers_clean(subscriber) -> None:
+    """Remove the markers of this subscriber's workers that are gone (killed while paused): a
+    new worker, or the healthcheck, must not read another one's pause as its own."""
+    for path in Path(tempfile.gettempdir()).glob(f"{subscriber.name}-worker-*.paused"):
+        try:
+            pid = int(path.stem.rsplit("-", 1)[1].split(".")[0])
+        except ValueError:
+            continue
+        if pid != _WORKER_PID and not _alive(pid):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -62,13 +62,32 @@ def main(argv: list[str]) -> int:
         print(f"{node}: answers but does not consume {want} (consumes {consuming})",
               file=sys.stderr)
         return 1
-    paused = glob.glob(f"{tempfile.gettempdir()}/{name}-worker-*.paused")
+    paused = _paused(name)
     if paused:  # alive and consuming, holding its messages while its database is away
-        print(f"{node}: consuming {want}; paused: its database does not answer (messages wait "
-              "in the queue; it resumes by itself)")
+        what = "refuses writes" if paused == "refused" else "does not answer"
+        print(f"{node}: consuming {want}; paused: its database {what} (messages wait in the "
+              "queue; it resumes by itself)")
         return 0
     print(f"{node}: consuming {want}")
     return 0
+
+
+def _paused(name: str) -> str | None:
+    """Why this host's worker of ``name`` is paused, from its marker (workers/handling.py), or
+    None. Only a marker whose process is a running worker of that subscriber counts: a worker
+    killed while paused leaves its marker behind until the next one starts."""
+    for path in glob.glob(f"{tempfile.gettempdir()}/{name}-worker-*.paused"):
+        pid = path.rsplit("-", 1)[1].split(".")[0]
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                running = f"workers.{name}".encode() in f.read()
+            with open(path) as f:
+                reason = f.read().strip() or "unreachable"
+        except OSError:
+            continue
+        if running:
+            return reason
+    return None
 
 
 if __name__ == "__main__":

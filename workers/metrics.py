@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 
 from celery import signals
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 LAG_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 
@@ -58,9 +58,6 @@ class SubscriberMetrics:
                                      ["kind"]),
             "retries": Counter(f"{name}_task_retries",
                                "Batches scheduled for a retry after a transient error."),
-            "paused": Gauge(f"{name}_paused", f"1 while the {name} worker holds its messages "
-                            "because its database is unreachable (it takes no new ones).",
-                            ["reason"], multiprocess_mode="livemax"),
             "lag": Histogram(f"{name}_event_lag_seconds",
                              f"From the change in the admin (occurred_at) to applied in the "
                              f"{name}.", buckets=LAG_BUCKETS),
@@ -89,9 +86,6 @@ class SubscriberMetrics:
     def retried(self) -> None:
         self._m["retries"].inc()
 
-    def paused(self, on: bool, reason: str = "database") -> None:
-        self._m["paused"].labels(reason=reason).set(1 if on else 0)
-
     def serve_while_worker_runs(self, app, *, bind: str) -> None:
         """Prepare multiprocess mode before the pool forks, serve on ``bind`` (host:port, empty:
         no exporter) once ``app``'s worker is ready, clean up when it stops."""
@@ -112,15 +106,21 @@ class SubscriberMetrics:
         def _serve(sender=None, **kwargs):
             if ours(sender):
                 from common import metrics
+                from workers import handling
 
-                metrics.exporter_start(bind, extra_collectors=[InFlightCollector(self.name)])
+                handling.pause_markers_clean(app.subscriber)
+
+                metrics.exporter_start(bind, extra_collectors=[InFlightCollector(self.name),
+                                                               PausedCollector(app.subscriber)])
 
         @signals.worker_shutdown.connect(weak=False)
         def _cleanup(sender=None, **kwargs):
             if ours(sender):
                 from common import metrics
+                from workers import handling
 
                 metrics.multiprocess_cleanup()
+                handling.pause_end_quietly(app.subscriber)
 
 
 class InFlightCollector:
@@ -141,3 +141,25 @@ class InFlightCollector:
             f"{self.name}_messages_in_flight",
             f"Messages the {self.name} worker holds, received and not yet acknowledged "
             "(prefetched, running, held while paused).", value=len(state.reserved_requests))
+
+
+class PausedCollector:
+    """``<name>_paused{reason="database"}``: 1 while the worker holds its messages because its
+    database does not take writes (workers/handling.py), read at scrape time in the worker's
+    main process from the worker's pause marker: a pool process killed while paused leaves no
+    stale value behind (its own multiprocess file would)."""
+
+    def __init__(self, subscriber) -> None:
+        self.subscriber = subscriber
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        from workers import handling
+
+        family = GaugeMetricFamily(
+            f"{self.subscriber.name}_paused",
+            f"1 while the {self.subscriber.name} worker holds its messages because its database "
+            "does not take writes (it takes no new ones).", labels=["reason"])
+        family.add_metric(["database"], 1 if handling.pause_state(self.subscriber) else 0)
+        yield family

@@ -161,7 +161,9 @@ RELAY_METRICS_BIND = env("ADMIN_RELAY_METRICS_BIND", default="127.0.0.1:9101")
 # anti-entropy (admin_project/products/antientropy.py), run by the relay: every N seconds compare
 # the catalog's copy by range digests and repair drift through the outbox; 0 turns it off
 RECONCILE_EVERY_SECONDS = env.float("ADMIN_RECONCILE_EVERY_SECONDS", default=300.0)
-CATALOG_URL = env("CATALOG_URL", default=f"http://127.0.0.1:{env('CATALOG_PORT', default='8001')}")
+# empty or unset: the catalog of `make run` on this host, at CATALOG_PORT
+CATALOG_URL = (env("CATALOG_URL", default="")
+               or f"http://127.0.0.1:{env('CATALOG_PORT', default='8001')}")
 
 LOG_LEVEL = env("ADMIN_LOG_LEVEL", default="INFO")
 # "plain" for people, "json" (one object per line) for log shippers; both carry trace_id.

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import amqp
+from amqp.exceptions import ConnectionError as AMQPConnectionError
 from amqp.exceptions import NotFound, PreconditionFailed
 from kombu import Connection
 from kombu.transport.native_delayed_delivery import level_name
@@ -62,6 +63,27 @@ def broker_connection(url: str) -> Connection:
     return Connection(url, connect_timeout=settings.CATALOG_BROKER_CONNECT_TIMEOUT,
                       transport_options={"confirm_publish": True, "read_timeout": io,
                                          "write_timeout": io})
+
+
+# `dlq` and `topology` exit with this status, and one line, when the broker cannot be reached
+# or stops answering (1 is for what they found: a missing queue, a replay without confirm)
+BROKER_UNREACHABLE = 2
+
+
+@contextlib.contextmanager
+def broker_errors_as_one_line(url: str):
+    """A broker that cannot be reached (or answers no more) becomes a ``CommandError`` of one
+    line naming the broker (without its password) and exit status ``BROKER_UNREACHABLE``."""
+    from django.core.management.base import CommandError
+    from kombu.exceptions import OperationalError as KombuOperationalError
+
+    try:
+        yield
+    except (OSError, KombuOperationalError, AMQPConnectionError) as exc:
+        where = Connection(url).as_uri()  # the password masked
+        raise CommandError(f"broker unreachable at {where}: {type(exc).__name__}: "
+                           f"{str(exc).strip() or 'no answer'}",
+                           returncode=BROKER_UNREACHABLE) from None
 
 
 def _passive(conn: Connection, name: str) -> tuple[int, int] | None:

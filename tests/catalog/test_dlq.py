@@ -26,8 +26,10 @@ def dlq(*args) -> str:
     return out.getvalue()
 
 
-def park_directly(events, reason="retry budget spent (10 retries): OperationalError"):
-    """What the worker parks when the database stayed down too long: valid, replayable."""
+def park_directly(events, reason="cannot be stored: DataError: value too long for type "
+                                   "character varying(200)"):
+    """What the worker parks when the database refused a value: valid, replayable (after the
+    column was widened, say)."""
     publish_raw(task_body(events), exchange=DLX, routing_key="catalog.products.dlq",
                 headers={"x-park-reason": reason})
 
@@ -111,3 +113,33 @@ def test_audit_dlq_is_listed_and_replayed_to_the_audit_queue_only(audit_queues):
         [parked["event_id"]]
     assert "x-park-reason" not in replayed[0].headers
     assert amqp.queue_depth("catalog.products") == catalog_before
+
+
+def test_replaying_an_id_that_is_not_parked_is_an_error_not_a_success(worker, dlq_empty):
+    kept = event(70, 1)
+    park_directly([kept])
+    wait_until(lambda: amqp.queue_depth("catalog.products.dlq") == 1, timeout=10)
+    with pytest.raises(CommandError, match="not in catalog.products.dlq: no-such-task-id"):
+        dlq("replay", "no-such-task-id")
+    assert amqp.queue_depth("catalog.products.dlq") == 1  # nothing else touched
+
+
+@pytest.mark.parametrize("args", [["dlq", "list"], ["dlq", "--subscriber", "audit", "list"],
+                                  ["dlq", "replay", "--all"], ["topology", "check"],
+                                  ["topology", "upgrade", "--if-exists"]])
+def test_an_unreachable_broker_is_one_line_and_exit_status_2(args):
+    """For scripts and monitors: 2 means "could not ask the broker", 1 what was found."""
+    import subprocess
+    import sys
+
+    from harness import processes
+
+    env = processes.base_env(CELERY_BROKER_URL="amqp://guest:s3cret@127.0.0.1:1//",
+                             CATALOG_BROKER_CONNECT_TIMEOUT="2")
+    out = subprocess.run([sys.executable, "catalog_project/manage.py", *args], env=env,
+                         cwd=processes.REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert lines[0].startswith("CommandError: broker unreachable at amqp://guest:**@127.0.0.1:1")
+    assert "s3cret" not in out.stderr + out.stdout

@@ -121,3 +121,46 @@ def test_the_admin_containers_reach_the_catalog_by_its_service_name(compose):
         env = compose["services"][service]["environment"]
         assert env.get("CATALOG_URL") == "http://catalog:8001", (service, env.get("CATALOG_URL"))
     assert "8001" in " ".join(compose["services"]["catalog"]["command"])
+
+
+def test_every_web_app_allows_the_host_names_it_is_reached_by_in_compose(compose):
+    """Django answers 400 to a Host it does not allow: the scrape config's targets and the
+    admin's CATALOG_URL must be in the web apps' ALLOWED_HOSTS as compose sets them (found by an
+    outside reading: every scrape of admin:8000 and catalog:8001 was a 400)."""
+    env = compose["x-app-env"]
+
+    def allowed(var: str) -> set[str]:
+        value = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(env[var]))  # the defaults
+        return {h.strip() for h in value.split(",") if h.strip()}
+
+    web = {"admin": allowed("ADMIN_ALLOWED_HOSTS"), "catalog": allowed("CATALOG_ALLOWED_HOSTS")}
+    prometheus = YAML(typ="safe").load((REPO / "ops" / "prometheus" / "prometheus.yml")
+                                       .read_text())
+    reached = [target for job in prometheus["scrape_configs"]
+               for cfg in job.get("static_configs", []) for target in cfg["targets"]]
+    reached.append(env["CATALOG_URL"].split("://", 1)[1])
+    checked = 0
+    for target in reached:
+        host = target.split(":")[0]
+        if host in web:
+            assert host in web[host], f"{target}: {host} not in its ALLOWED_HOSTS {web[host]}"
+            checked += 1
+    assert checked >= 3  # admin and catalog scraped, the catalog read by the admin
+
+
+def test_the_catalog_url_follows_catalog_port_as_env_example_says(tmp_path):
+    """.env.example leaves CATALOG_URL empty: the admin then reads the catalog of this host at
+    CATALOG_PORT (an explicit URL there used to keep 8001 whatever the port)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ADMIN_", "CATALOG_"))}
+    values = {line.split("=", 1)[0]: line.split("=", 1)[1]
+              for line in (REPO / ".env.example").read_text().splitlines()
+              if line and not line.startswith("#") and "=" in line}
+    assert values["CATALOG_URL"] == ""
+    env.update(values, CATALOG_PORT="18001", DJANGO_SETTINGS_MODULE="admin_project.settings.local")
+    out = subprocess.run([sys.executable, "-c", "import django; django.setup(); "
+                          "from django.conf import settings; print(settings.CATALOG_URL)"],
+                         cwd=tmp_path, env=env | {"PYTHONPATH": str(REPO)}, capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.strip() == "http://127.0.0.1:18001", out.stdout + out.stderr

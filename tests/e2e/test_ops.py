@@ -170,14 +170,22 @@ def test_the_deploy_check_refuses_the_placeholder_secret():
 
 
 def test_web_processes_log_only_json_and_access_lines_carry_the_trace_id(stack):
-    """With *_LOG_FORMAT=json, every line gunicorn and Django print is one JSON object (a log
-    shipper parses them all), and each access line names the request's trace id."""
+    """With *_LOG_FORMAT=json, every line every process prints is one JSON object (a log
+    shipper parses them all: gunicorn's, Django's, the workers' banner and shutdown notices,
+    Python warnings, the respawn wrapper's), and each access line names the request's trace
+    id, as do Django's own lines about a request ("Not Found: ...")."""
     rids = {"admin": "e2e-acc-" + uuid.uuid4().hex, "catalog": "e2e-acc-" + uuid.uuid4().hex}
     session = stack.admin_session()
     assert session.post(f"{stack.admin}/api/products/", headers={"X-Request-ID": rids["admin"]},
                         json={"title": "Logged", "price": "1.00"}, timeout=10).status_code == 201
     assert requests.get(f"{stack.catalog}/api/products/", timeout=10,
                         headers={"X-Request-ID": rids["catalog"]}).status_code == 200
+    missing = "e2e-404-" + uuid.uuid4().hex
+    assert requests.get(f"{stack.catalog}/api/products/999999999/", timeout=10,
+                        headers={"X-Request-ID": missing}).status_code == 404
+    wait_until(lambda: any(rec.get("logger") == "django.request" and rec.get("trace_id") == missing
+                           for p, rec in json_logs(stack) if p == "catalog"), timeout=15,
+               message="Django's 'Not Found' line with the request's trace id")
 
     def access(proc):
         return next((rec for p, rec in json_logs(stack) if p == proc
@@ -194,7 +202,7 @@ def test_web_processes_log_only_json_and_access_lines_carry_the_trace_id(stack):
     for line in stack.proc.log().splitlines():
         head, sep, body = line.partition(" | ")
         proc = head.split()[-1].split(".")[0] if sep else ""
-        if proc in ("admin", "catalog") and not body.startswith("respawn: "):
+        if sep and proc != "system":  # every process (honcho's own lines aside)
             try:
                 json.loads(body)
             except json.JSONDecodeError:
@@ -236,3 +244,27 @@ def test_the_readme_commands_for_a_second_process_work_as_printed(stack, prefix,
         assert "metrics exporter not started" not in proc.log(), proc.tail()
     finally:
         proc.stop()
+
+
+def test_the_readme_command_to_resize_a_running_pool_works_as_printed(stack):
+    """README 'Scaling workers': `control pool_grow 2` on the running worker (the thread pool of
+    workers/pool.py) adds two to what it runs at once; `pool_shrink` takes them back."""
+    (command,) = _readme_commands("celery -A workers.catalog control pool_grow")
+
+    def concurrency() -> int:
+        out = subprocess.run([str(processes.VENV_BIN / "celery"), "-A", "workers.catalog",
+                              "inspect", "stats", "-j", "-t", "10"], env=stack.env, cwd=REPO,
+                             capture_output=True, text=True, timeout=60)
+        stats = json.loads(out.stdout[out.stdout.index("{"):])
+        (node,) = [v for k, v in stats.items() if k.startswith("catalog@")]
+        return node["pool"]["max-concurrency"]
+
+    before = concurrency()
+    grown = subprocess.run(["bash", "-c", command], env=stack.env, cwd=REPO,
+                           capture_output=True, text=True, timeout=60)
+    assert grown.returncode == 0 and "pool will grow" in grown.stdout, grown
+    assert concurrency() == before + 2
+    shrunk = subprocess.run(["bash", "-c", command.replace("pool_grow", "pool_shrink")],
+                            env=stack.env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert shrunk.returncode == 0, shrunk
+    assert concurrency() == before

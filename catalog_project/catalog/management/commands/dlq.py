@@ -2,6 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from catalog_project.catalog.dlq import DeadLetters, ReplayFailed
+from catalog_project.catalog.queues import broker_errors_as_one_line
 from catalog_project.topology import SUBSCRIBERS
 
 
@@ -25,7 +26,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, action, subscriber, **opts):
         url = settings.SUBSCRIBER_BROKER_URLS[subscriber]
-        with DeadLetters(url, SUBSCRIBERS[subscriber]) as dlq:
+        with broker_errors_as_one_line(url), DeadLetters(url, SUBSCRIBERS[subscriber]) as dlq:
             if action == "list":
                 parked = dlq.read(limit=opts["limit"])
                 for p in parked:
@@ -38,12 +39,15 @@ class Command(BaseCommand):
                 wanted = set(opts["ids"])
                 parked = dlq.read()
                 chosen = [p for p in parked if opts["all"] or p.matches(wanted)]
+                unknown = sorted(wanted - {i for p in chosen for i in (p.task_id, *p.events)})
                 try:
                     n = dlq.replay(chosen)
                 except ReplayFailed as exc:
                     raise CommandError(str(exc)) from None  # one line, exit status 1
                 self.stdout.write(self.style.SUCCESS(f"replayed {n} message(s); "
                                                      f"{len(parked) - n} left parked"))
+                if unknown:  # a typo must not look like success
+                    raise CommandError(f"not in {dlq.queue}: {', '.join(unknown)}")
             else:
                 if not opts["yes"]:
                     raise CommandError("purge deletes every parked message: add --yes")

@@ -5,6 +5,7 @@ from catalog_project.catalog.queues import (
     QueueUpgrade,
     UpgradeRefused,
     broker_connection,
+    broker_errors_as_one_line,
     queue_states,
 )
 from catalog_project.topology import SUBSCRIBERS
@@ -13,8 +14,9 @@ from common.health import broker_url
 
 class Command(BaseCommand):
     help = ("The subscribers' queues on the broker. `check`: every expected queue and DLQ "
-            "exists (exit 1 naming the missing ones). `upgrade`: replace a subscriber's queue "
-            "whose arguments changed, losing nothing while the relay publishes.")
+            "exists (exit 1 naming the missing ones; 2 when the broker cannot be reached). "
+            "`upgrade`: replace a subscriber's queue whose arguments changed, losing nothing "
+            "while the relay publishes.")
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
@@ -37,7 +39,8 @@ class Command(BaseCommand):
         url = broker_url()
         if action == "upgrade":
             url = settings.SUBSCRIBER_BROKER_URLS[subscriber]
-        with broker_connection(url) as conn:
+        with broker_errors_as_one_line(url), broker_connection(url) as conn:
+            conn.ensure_connection(max_retries=1)
             if action == "check":
                 self.queues_check(conn, subscriber or sorted(SUBSCRIBERS), opts["min_consumers"])
             else:
