@@ -25,6 +25,7 @@ import os
 import pickle
 import random
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -33,6 +34,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import psycopg2
 import requests
 from kombu import Connection, Exchange
 
@@ -56,6 +58,9 @@ OVERRIDES = {
     # both pools under faults: the catalog worker runs the default (threads), the audit worker
     # prefork, whose pool children the nemesis kills
     "AUDIT_WORKER_POOL": "prefork",
+    # the relay's anti-entropy check runs under the faults too, as in production (short: a
+    # 60-second run sees a few)
+    "ADMIN_RECONCILE_EVERY_SECONDS": "20",
 }
 
 
@@ -80,6 +85,10 @@ KINDS = [
     Kind("audit worker SIGKILLed", "audit", (0.5, 6)),
     Kind("relay SIGKILLed", "relay", (0.5, 6)),
     Kind("catalog database unavailable", "catalog_db", (4, 25)),
+    # reads answer, writes are refused (a standby, a failover in progress)
+    Kind("catalog database read-only", "catalog_db", (4, 20)),
+    # writes wait on a lock (a migration, a long maintenance statement)
+    Kind("catalog table locked", "catalog_db", (3, 15)),
     Kind("database connections terminated", "db_conns"),
     Kind("duplicates and reordering injected", "inject"),
     Kind("poison injected", "inject"),
@@ -354,6 +363,26 @@ class Nemesis:
         finally:
             pg.connections_allow(db)
 
+    def catalog_db_read_only(self, p, h, rnd):
+        db = self.stack.env["CATALOG_DATABASE_URL"].rsplit("/", 1)[1]
+        pg.execute(f'ALTER DATABASE "{db}" SET default_transaction_read_only = on')
+        try:
+            pg.connections_terminate(db)  # new sessions get it
+            time.sleep(p.duration)
+        finally:
+            pg.execute(f'ALTER DATABASE "{db}" RESET default_transaction_read_only')
+            pg.connections_terminate(db)
+
+    def catalog_table_locked(self, p, h, rnd):
+        holder = psycopg2.connect(self.stack.env["CATALOG_DATABASE_URL"], connect_timeout=5)
+        try:
+            with holder.cursor() as cur:
+                cur.execute("SET statement_timeout = 0")
+                cur.execute("LOCK TABLE catalog_product IN EXCLUSIVE MODE")  # reads go on
+                time.sleep(p.duration)
+        finally:
+            holder.close()  # rolls back: unlocked
+
     def connections_terminated(self, p, h, rnd):
         which = rnd.choice(["admin", "catalog", "both"])
         for side in (["admin", "catalog"] if which == "both" else [which]):
@@ -445,6 +474,8 @@ FAULTS = {
     "audit worker SIGKILLed": "audit_worker",
     "relay SIGKILLed": "relay",
     "catalog database unavailable": "catalog_db_unavailable",
+    "catalog database read-only": "catalog_db_read_only",
+    "catalog table locked": "catalog_table_locked",
     "database connections terminated": "connections_terminated",
     "duplicates and reordering injected": "duplicates",
     "poison injected": "poison_injected",
@@ -494,7 +525,9 @@ def heal_all(stack: Stack, node: private_rabbit.PrivateNode) -> None:
     node.ctl("start_app", timeout=120, check=False)
     node.ctl("set_vm_memory_high_watermark", "0.4", check=False)
     node.ctl("await_startup", timeout=120)
-    pg.connections_allow(stack.env["CATALOG_DATABASE_URL"].rsplit("/", 1)[1])
+    db = stack.env["CATALOG_DATABASE_URL"].rsplit("/", 1)[1]
+    pg.connections_allow(db)
+    pg.execute(f'ALTER DATABASE "{db}" RESET default_transaction_read_only')
     for name in ("relay", "worker", "audit"):
         if not stack.proc(name).alive():
             stack.start(name)
@@ -548,6 +581,7 @@ def run(*, seconds: float, seed: int, rate: float = 10.0, out=print) -> dict:
         if load.failed:
             reasons.append(f"{load.failed} HTTP writes failed without a 5xx: "
                            f"{load.errors[:5]}")
+        reasons += pause_problems(stack)
         report = {
             "seed": seed, "seconds": seconds, "rate": rate, "achieved_rate": round(achieved, 1),
             "ok": not reasons, "reasons": reasons, "converge_seconds": converge_seconds,
@@ -560,6 +594,29 @@ def run(*, seconds: float, seed: int, rate: float = 10.0, out=print) -> dict:
         }
         out(render(report))
         return report
+
+
+def pause_problems(stack: Stack) -> list[str]:
+    """After convergence no worker may still say it is paused: its gauge (the alert an operator
+    has) and its health check (what compose restarts by) must both be back."""
+    problems = []
+    for name, var, prefix in (("worker", "CATALOG_WORKER_METRICS_BIND", "catalog"),
+                              ("audit", "AUDIT_WORKER_METRICS_BIND", "audit")):
+        try:
+            text = requests.get(f"http://{stack.env[var]}/metrics", timeout=10).text
+        except requests.RequestException as exc:
+            problems.append(f"the {name} worker's metrics unreadable: {exc}")
+            continue
+        paused = [line for line in text.splitlines()
+                  if line.startswith(f"{prefix}_paused{{") and not line.endswith(" 0.0")]
+        if paused:
+            problems.append(f"the {name} worker still says it is paused: {paused}")
+        check = subprocess.run([sys.executable, "-m", "workers.healthcheck", prefix],
+                               env=stack.env, cwd=processes.REPO, capture_output=True,
+                               text=True, timeout=60)
+        if "paused" in check.stdout:
+            problems.append(f"the {name} worker's health check says paused: {check.stdout}")
+    return problems
 
 
 def run_problems(timeline: list[Happened], load: Load, *, seconds: float, rate: float,
