@@ -184,7 +184,8 @@ def subscriber_app(subscription: Subscription, *, env, prefix: str, apply: str,
     subscriber = Subscriber(subscription, retry=RetryPolicy.from_env(env, prefix),
                             metrics_bind=env(f"{prefix}_WORKER_METRICS_BIND",
                                              default=metrics_bind))
-    app = Celery(subscription.name, task_cls="workers.handling:ProductEventsTask")
+    app = Celery(subscription.name, task_cls="workers.handling:ProductEventsTask",
+                 events="workers.events:Events")  # Flower's events, cheaper to publish
     app.config_from_object("django.conf:settings", namespace="CELERY")
     if not _pool_on_command_line():
         # (Celery lets a configured pool win over "-P prefork" on the command line, and only
