@@ -396,7 +396,9 @@ class _Run:
                 continue
             stop = min(end, start + w)
             if b is None:  # none of it there: every id here is missing, no request needed
-                self._found(_compare_rows(_local_rows(start, stop), {}))
+                ours_here = _local_rows(start, stop)
+                self.check.rows_read += len(ours_here)
+                self._found(_compare_rows(ours_here, {}))
             elif max(a.count if a else 0, b.count) <= digest.MAX_ROWS:
                 fetch.append((start, stop))
             else:
