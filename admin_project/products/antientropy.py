@@ -33,6 +33,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import requests
@@ -333,6 +334,7 @@ class _Run:
         self.raise_: list[tuple[int, int]] = []   # (id, the version compared)
         self.hi = 1        # the end of all ids (grows when the catalog holds higher ones)
         self.position = 1  # every id from where this check began up to here is compared
+        self.pool: ThreadPoolExecutor | None = None  # this side's digests, beside the catalog's
 
     # --- time ---
     def _wait(self, seconds: float) -> None:
@@ -364,9 +366,16 @@ class _Run:
             end = self.hi if grow else hi
             try:
                 a_end = _local_cutoff(lo, end, self.max_rows)
-                covered, theirs, their_max = self.catalog.parts(lo, a_end, self.parts,
-                                                                self.max_rows)
-                ours = _local_parts(lo, covered, self.parts)
+                # this side's digest of the window while the catalog computes its own (a race
+                # here costs a descent at most: rows are read catalog first, then here)
+                mine = self._local_parts_soon(lo, a_end)
+                try:
+                    covered, theirs, their_max = self.catalog.parts(lo, a_end, self.parts,
+                                                                    self.max_rows)
+                finally:
+                    ours = mine()
+                if covered != a_end:  # the catalog held more rows here: it stopped earlier
+                    ours = _local_parts(lo, covered, self.parts)
             except _TooCostly:
                 self._fewer_rows("catalog")
                 continue
@@ -460,8 +469,26 @@ class _Run:
                 batch, self.raise_ = self.raise_[:size], self.raise_[size:]
                 self.check.repaired += _raise_versions(batch)
 
+    def _local_parts_soon(self, start: int, end: int) -> Callable[[], dict]:
+        """``_local_parts`` of [start, end) on a connection of its own, computed meanwhile;
+        call the result for the answer (its exception, if any). In this connection when that
+        is inside a transaction: another one would not see its uncommitted rows (tests)."""
+        if connection.in_atomic_block:
+            return lambda: _local_parts(start, end, self.parts)
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="antientropy")
+        future = self.pool.submit(_local_parts, start, end, self.parts)
+        return future.result
+
     def close(self) -> None:
         self.catalog.close()
+        if self.pool is not None:  # its thread's database connection goes with it
+            self.pool.submit(_connection_close).result()
+            self.pool.shutdown()
+
+
+def _connection_close() -> None:
+    connection.close()  # the calling thread's own (django.db.connection is per thread)
 
 
 def _raise_versions(items: list[tuple[int, int]]) -> int:
