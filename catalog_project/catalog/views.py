@@ -46,7 +46,8 @@ class ProductVersionViewSet(DatabaseRetryMixin, mixins.ListModelMixin,
 
 
 class DigestsBusy(APIException):
-    status_code = 503
+    # 429, not 503: a busy answer is no server error (nothing for the error log or a 5xx alert)
+    status_code = 429
     default_detail = "another digest is being computed: try again after Retry-After seconds"
     default_code = "digests_busy"
     wait = 1  # DRF answers it as Retry-After
@@ -56,7 +57,7 @@ class _DigestThrottled(DatabaseRetryMixin, APIView):
     """Each request reads a range of rows (at most ``digest.MAX_DIGEST_ROWS``): its own rate per
     client on top of the API's (``CATALOG_THROTTLE_DIGESTS``); at most
     ``CATALOG_DIGESTS_AT_ONCE`` computed at a time across all web processes, the others answered
-    503 with Retry-After at once (anyone may call them: they never hold every web worker); and a
+    429 with Retry-After at once (anyone may call them: they never hold every web worker); and a
     range the database cannot digest within the statement timeout is a 400 with code
     ``range_too_costly`` (ask for fewer rows), not a 500."""
 

@@ -184,7 +184,7 @@ def limited_catalog(stack):
         wait_until(lambda: http_up(f"{url}/api/products/") or not proc.alive(), timeout=60,
                    message=lambda: proc.tail(30))
         assert proc.alive(), proc.tail(30)
-        yield url
+        yield url, proc
     finally:
         proc.stop()
 
@@ -193,6 +193,7 @@ def test_a_scattered_loss_is_repaired_under_the_default_digest_rate(stack, limit
     """Found by an outsider: 130 products 600 ids apart that the catalog lacks (restored from an
     old backup) made every check fail with 'catalog unreadable: 429' under the default digest
     rate (120/minute), repairing nothing. Now one request per window of rows finds them all."""
+    limited_catalog, _ = limited_catalog
     admin = stack.admin_session()
     ((top,),) = _admin_sql(stack, "SELECT coalesce(max(id), 0) FROM products_product")
     ids = [top + 1_000_000 + 600 * i for i in range(130)]
@@ -212,7 +213,11 @@ def test_checks_run_one_at_a_time_and_the_catalog_computes_one_digest_at_a_time(
         stack, limited_catalog):
     """Found by an outsider: manual checks did not take the relays' lock, and two concurrent
     digests held both sync web workers of the catalog (a product read took 23 s)."""
-    import threading
+    limited_catalog, web = limited_catalog
+
+    def busy_answers() -> int:
+        return sum(1 for line in web.log().splitlines()
+                   if "/api/product-digests/" in line and '" 429 ' in line)
 
     # the admin side: a check by hand waits --wait seconds for the lock, then exits 3
     with contextlib.closing(psycopg2.connect(stack.env["ADMIN_DATABASE_URL"])) as other:
@@ -226,7 +231,7 @@ def test_checks_run_one_at_a_time_and_the_catalog_computes_one_digest_at_a_time(
                 capture_output=True, text=True, timeout=120)
             assert busy.returncode == 3, busy.stdout + busy.stderr
             assert "another anti-entropy check" in busy.stderr
-    # the catalog side: while another process computes a digest, digests are 503 at once with
+    # the catalog side: while another process computes a digest, digests are 429 at once with
     # Retry-After, and the other web worker serves reads
     with contextlib.closing(psycopg2.connect(stack.env["CATALOG_DATABASE_URL"])) as other:
         other.autocommit = True
@@ -234,17 +239,22 @@ def test_checks_run_one_at_a_time_and_the_catalog_computes_one_digest_at_a_time(
             cur.execute("SELECT pg_advisory_lock(%s, 0)", [0x64696765])
         answer = requests.get(f"{limited_catalog}/api/product-digests/?start=1&end=100",
                               timeout=30)
-        assert answer.status_code == 503 and int(answer.headers["Retry-After"]) >= 1
+        assert answer.status_code == 429 and int(answer.headers["Retry-After"]) >= 1
         assert requests.get(f"{limited_catalog}/api/products/", timeout=30).status_code == 200
         # a check meeting that waits (Retry-After) and finishes once the digest is done
-        release = threading.Timer(3.0, other.close)
-        release.start()
+        before = wait_until(busy_answers, timeout=10, message=lambda: web.tail(10))
+        check = subprocess.Popen(
+            [sys.executable, "admin_project/manage.py", "antientropy", "--no-repair",
+             "--catalog-url", limited_catalog], cwd=processes.REPO, env=stack.env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            out = antientropy(stack, "--no-repair", url=limited_catalog)
+            wait_until(lambda: busy_answers() > before, timeout=60,
+                       message=lambda: f"the check answered busy:\n{web.tail(10)}")
         finally:
-            release.cancel()
-    assert out.returncode in (0, 1), out.stdout + out.stderr  # it finished: a verdict
-    assert "waited" in out.stdout, out.stdout
+            other.close()  # the other digest is done
+        out, err = check.communicate(timeout=120)
+    assert check.returncode in (0, 1), out + err  # it finished: a verdict
+    assert "waited" in out, out
 
 
 def _admin_sql(stack, sql, params=None):
