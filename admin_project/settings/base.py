@@ -161,6 +161,13 @@ RELAY_METRICS_BIND = env("ADMIN_RELAY_METRICS_BIND", default="127.0.0.1:9101")
 # anti-entropy (admin_project/products/antientropy.py), run by the relay: every N seconds compare
 # the catalog's copy by range digests and repair drift through the outbox; 0 turns it off
 RECONCILE_EVERY_SECONDS = env.float("ADMIN_RECONCILE_EVERY_SECONDS", default=300.0)
+# a check's time budget (the relay's: at most its interval); in flight: pending in the outbox, or
+# sent less than GRACE seconds ago (not repaired); repairs per check, and the outbox backlog above
+# which a check writes none
+ANTIENTROPY_MAX_SECONDS = env.float("ADMIN_ANTIENTROPY_MAX_SECONDS", default=240.0)
+ANTIENTROPY_GRACE_SECONDS = env.float("ADMIN_ANTIENTROPY_GRACE_SECONDS", default=600.0)
+ANTIENTROPY_MAX_REPAIRS = env.int("ADMIN_ANTIENTROPY_MAX_REPAIRS", default=10_000)
+ANTIENTROPY_MAX_PENDING = env.int("ADMIN_ANTIENTROPY_MAX_PENDING", default=20_000)
 # empty or unset: the catalog of `make run` on this host, at CATALOG_PORT
 CATALOG_URL = (env("CATALOG_URL", default="")
                or f"http://127.0.0.1:{env('CATALOG_PORT', default='8001')}")

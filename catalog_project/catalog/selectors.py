@@ -1,7 +1,9 @@
 """Reads. Tombstones (deleted products) are never visible through the products API; the
 versions list names them (id, version, deleted) and nothing else."""
 
-from django.db import connection
+from contextlib import contextmanager
+
+from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from product_events import digest
@@ -27,17 +29,48 @@ def _rows_sql() -> str:
     return f"SELECT id, {h} AS h FROM {table} WHERE id >= %(start)s AND id < %(end)s"
 
 
-def product_digests(*, start: int, end: int, parts: int) -> tuple[list[digest.Part], int]:
-    """Count and digest of each non-empty subrange of ids [start, end), deleted products
-    included; and the highest id held."""
-    params = {"start": start, "end": end, "width": digest.width(start, end, parts)}
+def product_digests(*, start: int, end: int, parts: int,
+                    max_rows: int = digest.MAX_DIGEST_ROWS) -> tuple[list[digest.Part], int, int]:
+    """Count and digest of each non-empty subrange of ids [start, covered), deleted products
+    included, with ``covered`` <= ``end`` the end of the first ``max_rows`` rows (``end`` when the
+    range holds no more); and the highest id held. (product_events/digest.py)"""
+    table = connection.ops.quote_name(Product._meta.db_table)
     with connection.cursor() as cur:
+        covered = end
+        if end > start:
+            cur.execute(digest.cutoff_sql(f"SELECT id FROM {table} WHERE id >= %(start)s "
+                                          f"AND id < %(end)s"),
+                        {"start": start, "end": end, "max_rows": max_rows})
+            row = cur.fetchone()
+            covered = end if row is None else int(row[0])
+        params = {"start": start, "end": covered, "width": digest.width(start, covered, parts)}
         cur.execute(digest.digests_sql(_rows_sql()), params)
         rows = cur.fetchall()
-        cur.execute(f"SELECT coalesce(max(id), 0) FROM "
-                    f"{connection.ops.quote_name(Product._meta.db_table)}")
+        cur.execute(f"SELECT coalesce(max(id), 0) FROM {table}")
         (max_id,) = cur.fetchone()
-    return digest.parts_from_rows(rows, start=start, end=end, parts=parts), int(max_id)
+    found = digest.parts_from_rows(rows, start=start, end=covered, parts=parts)
+    return found, covered, int(max_id)
+
+
+# At most CATALOG_DIGESTS_AT_ONCE digest computations at a time across every web process and host
+# (transaction-scoped advisory locks of the catalog database: released by COMMIT, ROLLBACK or a
+# lost connection), so anonymous digest requests never hold all the web workers.
+DIGEST_LOCK_CLASS = 0x64696765  # "dige"
+
+
+@contextmanager
+def digest_slot(slots: int):
+    """In a transaction: yields True holding one of ``slots`` digest slots, False if all are
+    taken (the caller answers "busy")."""
+    with transaction.atomic():
+        got = False
+        with connection.cursor() as cur:
+            for slot in range(max(1, slots)):
+                cur.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [DIGEST_LOCK_CLASS, slot])
+                if cur.fetchone()[0]:
+                    got = True
+                    break
+        yield got
 
 
 def product_digest_rows(*, start: int, end: int) -> tuple[list[dict], int | None]:

@@ -27,6 +27,9 @@ class DigestQuerySerializer(serializers.Serializer):
     start = serializers.IntegerField(min_value=0, max_value=digest.MAX_ID)
     end = serializers.IntegerField(min_value=0, max_value=digest.MAX_END)
     parts = serializers.IntegerField(min_value=1, max_value=digest.MAX_PARTS, default=16)
+    max_rows = serializers.IntegerField(
+        min_value=1, max_value=digest.MAX_DIGEST_ROWS, default=digest.MAX_DIGEST_ROWS,
+        help_text="digest at most this many rows: the answer's end says where it stopped")
 
 
 class DigestRowsQuerySerializer(serializers.Serializer):
@@ -45,7 +48,9 @@ class DigestPartSerializer(serializers.Serializer):
 
 class DigestSerializer(serializers.Serializer):
     start = serializers.IntegerField()
-    end = serializers.IntegerField()
+    end = serializers.IntegerField(help_text=(
+        "the end of the range covered: smaller than asked when the range holds more than "
+        "max_rows rows (ask again from here)"))
     max_id = serializers.IntegerField()
     parts = DigestPartSerializer(many=True)
 

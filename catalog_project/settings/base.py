@@ -80,6 +80,9 @@ REST_FRAMEWORK = {
                                # admin's check makes a few dozen requests per run
                                "digests": env("CATALOG_THROTTLE_DIGESTS", default="120/minute")},
 }
+# digest computations at once across every web process (the others answer 429 + Retry-After), so
+# anonymous digest requests never hold all the web workers (docs/operations.md, "Anti-entropy")
+DIGESTS_AT_ONCE = env.int("CATALOG_DIGESTS_AT_ONCE", default=1)
 CACHES = common.caches(env, "CATALOG", default_db=1)
 SPECTACULAR_SETTINGS = common.spectacular(
     title="Product catalog API (read-only)",

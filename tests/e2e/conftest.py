@@ -59,6 +59,9 @@ def stack():
         # the periodic anti-entropy check would repair the drift other tests make on purpose:
         # test_antientropy.py starts a relay of its own with a short interval
         "ADMIN_RECONCILE_EVERY_SECONDS": "0",
+        # ... and the tests that edit the catalog by hand do it seconds after the events were
+        # sent: no grace for events in flight (test_antientropy.py sets its own)
+        "ADMIN_ANTIENTROPY_GRACE_SECONDS": "0",
         "ADMIN_WEB_WORKERS": "2", "CATALOG_WEB_WORKERS": "1",
         "DJANGO_SUPERUSER_PASSWORD": "e2e-" + uuid.uuid4().hex,
         # structured logs, as a log shipper would read them (test_ops.py parses them)

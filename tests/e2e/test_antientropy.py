@@ -10,9 +10,11 @@ import sys
 from re import search as re_search
 
 import psycopg2
+import pytest
 import requests
 
 from harness import processes
+from harness.stack import http_up, procfile, running_stack
 from harness.waiting import wait_until
 
 from .test_flow import all_pages, converged
@@ -144,3 +146,154 @@ def test_the_largest_id_and_separator_characters_do_not_blind_the_check(stack):
     assert antientropy(stack).returncode == 1  # the content drift found, and repaired
     wait_until(lambda: antientropy(stack, "--no-repair").returncode == 0, timeout=30,
                interval=0.5, message="the content repair")
+
+
+# --- outside findings 6-10: bounded, throttled, in flight, one at a time, visible ---------------
+
+def relay_metrics(url: str) -> dict[str, float]:
+    out = {}
+    for line in requests.get(url, timeout=10).text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def test_the_relay_exports_that_checks_are_off(stack):
+    """Found by an outsider: with ADMIN_RECONCILE_EVERY_SECONDS=0 (this stack) the relay had no
+    antientropy_* series, so AntiEntropyNotRunning could never fire; and the rule needs the
+    relay's start time (ops/prometheus/alerts.yml)."""
+    metrics = wait_until(lambda: relay_metrics(stack.relay_metrics), timeout=30)
+    assert metrics["antientropy_enabled"] == 0 and metrics["antientropy_interval_seconds"] == 0
+    assert metrics["antientropy_last_success_timestamp_seconds"] == 0
+    assert metrics["process_start_time_seconds"] > 0
+
+
+@pytest.fixture(scope="module")
+def limited_catalog(stack):
+    """A second catalog web app on the same database, with the catalog's default digest rate
+    (120/minute, its own throttle counts) and two web workers, as `make run` has."""
+    port = processes.free_port()
+    env = dict(stack.env, CATALOG_PORT=str(port), CATALOG_WEB_WORKERS="2",
+               CATALOG_THROTTLE_DIGESTS="120/minute", CATALOG_DIGESTS_AT_ONCE="1",
+               CATALOG_CACHE_URL="redis://127.0.0.1:6379/11", RESPAWN_CRASHED="false")
+    proc = processes.Proc("antientropy-limited-catalog", ["sh", "-c", procfile()["catalog"]],
+                          env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: http_up(f"{url}/api/products/") or not proc.alive(), timeout=60,
+                   message=lambda: proc.tail(30))
+        assert proc.alive(), proc.tail(30)
+        yield url, proc
+    finally:
+        proc.stop()
+
+
+def test_a_scattered_loss_is_repaired_under_the_default_digest_rate(stack, limited_catalog):
+    """Found by an outsider: 130 products 600 ids apart that the catalog lacks (restored from an
+    old backup) made every check fail with 'catalog unreadable: 429' under the default digest
+    rate (120/minute), repairing nothing. Now one request per window of rows finds them all."""
+    limited_catalog, _ = limited_catalog
+    admin = stack.admin_session()
+    ((top,),) = _admin_sql(stack, "SELECT coalesce(max(id), 0) FROM products_product")
+    ids = [top + 1_000_000 + 600 * i for i in range(130)]
+    _admin_sql(stack, "INSERT INTO products_product (id, title, image, price, description, "
+                      "version, created_at, updated_at) SELECT g, 'scattered ' || g, '', 2.5, "
+                      "'', 1, now(), now() FROM unnest(%s::bigint[]) g", [ids])
+    out = antientropy(stack, url=limited_catalog)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "130 drifted (missing 130)" in out.stdout and "130 repaired" in out.stdout, out.stdout
+    wait_until(lambda: all(requests.get(f"{stack.catalog}/api/products/{pid}/", timeout=10)
+                           .status_code == 200 for pid in ids[::13]), timeout=60, interval=0.5)
+    wait_until(converged(stack, admin), timeout=60, interval=0.5)
+    assert antientropy(stack, "--no-repair", url=limited_catalog).returncode == 0
+
+
+def test_checks_run_one_at_a_time_and_the_catalog_computes_one_digest_at_a_time(
+        stack, limited_catalog):
+    """Found by an outsider: manual checks did not take the relays' lock, and two concurrent
+    digests held both sync web workers of the catalog (a product read took 23 s)."""
+    limited_catalog, web = limited_catalog
+
+    def busy_answers() -> int:
+        return sum(1 for line in web.log().splitlines()
+                   if "/api/product-digests/" in line and '" 429 ' in line)
+
+    # the admin side: a check by hand waits --wait seconds for the lock, then exits 3
+    with contextlib.closing(psycopg2.connect(stack.env["ADMIN_DATABASE_URL"])) as other:
+        other.autocommit = True
+        with other.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", [0x70726F64])
+        for command in ("antientropy", "reconcile"):
+            busy = subprocess.run(
+                [sys.executable, "admin_project/manage.py", command, "--catalog-url",
+                 stack.catalog, "--wait", "2"], cwd=processes.REPO, env=stack.env,
+                capture_output=True, text=True, timeout=120)
+            assert busy.returncode == 3, busy.stdout + busy.stderr
+            assert "another anti-entropy check" in busy.stderr
+    # the catalog side: while another process computes a digest, digests are 429 at once with
+    # Retry-After, and the other web worker serves reads
+    with contextlib.closing(psycopg2.connect(stack.env["CATALOG_DATABASE_URL"])) as other:
+        other.autocommit = True
+        with other.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s, 0)", [0x64696765])
+        answer = requests.get(f"{limited_catalog}/api/product-digests/?start=1&end=100",
+                              timeout=30)
+        assert answer.status_code == 429 and int(answer.headers["Retry-After"]) >= 1
+        assert requests.get(f"{limited_catalog}/api/products/", timeout=30).status_code == 200
+        # a check meeting that waits (Retry-After) and finishes once the digest is done
+        before = wait_until(busy_answers, timeout=10, message=lambda: web.tail(10))
+        check = subprocess.Popen(
+            [sys.executable, "admin_project/manage.py", "antientropy", "--no-repair",
+             "--catalog-url", limited_catalog], cwd=processes.REPO, env=stack.env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_until(lambda: busy_answers() > before, timeout=60,
+                       message=lambda: f"the check answered busy:\n{web.tail(10)}")
+        finally:
+            other.close()  # the other digest is done
+        out, err = check.communicate(timeout=120)
+    assert check.returncode in (0, 1), out + err  # it finished: a verdict
+    assert "waited" in out, out
+
+
+def _admin_sql(stack, sql, params=None):
+    with contextlib.closing(psycopg2.connect(stack.env["ADMIN_DATABASE_URL"])) as conn, \
+            conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall() if cur.description else None
+
+
+def test_events_in_flight_while_the_worker_is_stopped_are_not_republished():
+    """Found by an outsider: with the worker stopped (a deploy), 3000 new products safe in the
+    queue were reported 'missing 3000' and republished (the outbox doubled, the worker later
+    applied 2600 stale copies). Events sent within ADMIN_ANTIENTROPY_GRACE_SECONDS are in
+    flight: reported on their own, not repaired."""
+    n = 300
+    with running_stack("ae-inflight",
+                       overrides={"ADMIN_ANTIENTROPY_GRACE_SECONDS": "600"}) as st:
+        st.proc("worker").stop()  # a deploy: the queue keeps what the relay sends
+        session = st.admin_session()
+        for i in range(n):
+            session.post(f"{st.admin}/api/products/", json={"title": f"f{i}", "price": "1.00"},
+                         timeout=10).raise_for_status()
+        wait_until(lambda: st.outbox() == (n, 0), timeout=60, interval=0.5,
+                   message=lambda: f"the events sent: {st.outbox()}")
+        check = st.manage("admin_project", "antientropy", "--catalog-url", st.catalog)
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert f"0 drifted, {n} in flight (not repaired), 0 repaired" in check.stdout, \
+            check.stdout
+        rec = st.manage("admin_project", "reconcile", "--repair", "--catalog-url", st.catalog)
+        assert rec.returncode == 0 and "in flight" in rec.stdout, rec.stdout + rec.stderr
+        assert st.outbox() == (n, 0)  # nothing republished
+        # with no grace (events known lost) the same ids are drift
+        lost = st.manage("admin_project", "antientropy", "--no-repair", "--grace", "0",
+                         "--catalog-url", st.catalog)
+        assert lost.returncode == 1 and f"missing {n}" in lost.stdout, lost.stdout
+        st.start("worker")
+        st.wait_worker_ready()
+        wait_until(st.converged, timeout=120, interval=1, message="the queue applied")
+        # each event applied once: no stale copies (the worker logs each task's result)
+        wait_until(lambda: st.worker_totals()["applied"] == n, timeout=30, interval=0.5,
+                   message=lambda: f"the worker's results: {st.worker_totals()}")
+        assert st.worker_totals()["stale"] == 0 and st.outbox() == (n, 0)

@@ -47,11 +47,13 @@ class Command(BaseCommand):
 
     def _antientropy_start(self) -> threading.Event:
         """The periodic anti-entropy check, in a thread of this process (one check at a time
-        across relays: an advisory lock)."""
-        from admin_project.products.antientropy import antientropy_forever
+        across relays: an advisory lock). Its metrics exist also when it is off
+        (``antientropy_enabled 0``), so an alert sees that."""
+        from admin_project.products.antientropy import antientropy_forever, antientropy_metrics
 
         stop = threading.Event()
         every = settings.RECONCILE_EVERY_SECONDS
+        antientropy_metrics(every=every)
         if every > 0:
             threading.Thread(target=antientropy_forever, name="antientropy", daemon=True,
                              kwargs={"stop": stop, "every": every,
