@@ -289,3 +289,24 @@ def test_tombstones_count_as_rows_of_the_admins_windows(catalog):
     found = check(catalog, max_rows=1000, repair=False)
     assert found.complete and found.not_deleted == [1999] and found.compared == 2000
     assert len(catalog.digests("")) >= 2  # two windows of at most 1,000 rows each
+
+
+@pytest.mark.parametrize("command", ["reconcile", "antientropy"])
+def test_an_unreadable_admin_database_is_one_line_and_exit_4(command, tmp_path):
+    """Found by an outsider: with the admin database unreachable both commands printed a
+    94-line traceback and exited 1, the code that means drift."""
+    import subprocess
+    import sys
+
+    from harness import processes
+
+    env = processes.base_env(ADMIN_DATABASE_URL="postgres://postgres@127.0.0.1:1/nowhere",
+                             ADMIN_DB_CONNECT_TIMEOUT_SECONDS="2",
+                             CATALOG_URL="http://127.0.0.1:1")
+    out = subprocess.run([sys.executable, "admin_project/manage.py", command, "--wait", "2"],
+                         env=env, cwd=processes.REPO, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 4, out
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert lines[0].startswith(f"{command}: admin database unreadable: OperationalError")

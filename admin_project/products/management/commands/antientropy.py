@@ -1,11 +1,12 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.db import DatabaseError, InterfaceError
 
 from admin_project.products.antientropy import CatalogUnavailable, antientropy_check_locked
 from common.trace import trace_id_new, trace_id_set
 
 # exit codes (docs/operations.md, "Anti-entropy"); reconcile uses the same
-NO_DRIFT, DRIFT, UNREADABLE, NO_VERDICT = 0, 1, 2, 3
+NO_DRIFT, DRIFT, UNREADABLE, NO_VERDICT, ADMIN_UNREADABLE = 0, 1, 2, 3, 4
 
 
 def add_check_arguments(parser) -> None:
@@ -27,11 +28,15 @@ def add_check_arguments(parser) -> None:
 
 def run_check(command, name: str, *, catalog_url: str, repair: bool, grace: float,
               max_seconds: float, wait: float):
-    """One check under the relays' lock; exits 2 (catalog unreadable) or 3 (no verdict: the
-    lock) with one line on stderr."""
+    """One check under the relays' lock; exits 2 (catalog unreadable), 3 (no verdict: the
+    lock) or 4 (the admin database unreadable) with one line on stderr."""
     try:
         check = antientropy_check_locked(catalog_url=catalog_url, repair=repair, grace=grace,
                                          max_seconds=max_seconds, wait=wait)
+    except (DatabaseError, InterfaceError) as exc:  # this side's own database
+        command.stderr.write(f"{name}: admin database unreadable: {type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:300]}")
+        raise SystemExit(ADMIN_UNREADABLE) from None
     except CatalogUnavailable as exc:
         done = exc.check
         more = (f" ({done.repaired} repairs queued before)" if done and done.repaired else "")
@@ -58,7 +63,7 @@ class Command(BaseCommand):
             "drift (changes in flight are not drift); 1: drift found (repaired unless "
             "--no-repair); 2: the catalog is unreadable; 3: no verdict (another check held the "
             "lock for --wait seconds, or --max-seconds ran out before every id was compared "
-            "and nothing drifted so far).")
+            "and nothing drifted so far); 4: the admin database is unreadable.")
 
     def add_arguments(self, parser):
         add_check_arguments(parser)

@@ -13,7 +13,8 @@ class Command(BaseCommand):
     help = ("Compare admin and catalog (ids, versions, deletions and content, by range digests) "
             "and print the drift. Exit 0: no drift (changes in flight are not drift); 1: drift; "
             "2: the catalog could not be read (one line on stderr); 3: no verdict (another "
-            "check held the lock for --wait seconds, or --max-seconds ran out first). --repair "
+            "check held the lock for --wait seconds, or --max-seconds ran out first); 4: the "
+            "admin database could not be read. --repair "
             "republishes what drifted through the outbox.")
 
     def add_arguments(self, parser):
