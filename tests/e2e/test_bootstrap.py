@@ -73,3 +73,25 @@ def test_a_broker_that_does_not_answer_is_still_told_how_to_start():
     out = bootstrap("amqp://guest:guest@127.0.0.1:1//")
     assert out.returncode == 2, out.stdout + out.stderr
     assert "RabbitMQ is not reachable" in out.stderr and "rabbitmq-server -detached" in out.stderr
+
+
+def test_a_non_default_vhost_made_as_the_readme_says_is_taken():
+    import re
+
+    from harness.processes import REPO
+
+    readme = (REPO / "README.md").read_text()
+    commands = re.findall(r"`(rabbitmqctl (?:add_vhost|set_permissions) [^`]+)`", readme)
+    assert [c.split()[1] for c in commands] == ["add_vhost", "set_permissions"], commands
+    name = f"readme-{uuid.uuid4().hex[:8]}"
+    try:
+        for command in commands:
+            out = subprocess.run(["bash", "-c", command.replace(" products", f" {name}")],
+                                 capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, (command, out.stdout + out.stderr)
+        out = bootstrap(f"amqp://guest:guest@127.0.0.1:5672/{name}")
+        # past the broker (shared exchanges declared in the vhost), stopped at the database
+        assert f"RabbitMQ   ok  (amqp://127.0.0.1:5672/{name}" in out.stdout, out.stdout
+        assert "PostgreSQL is not reachable" in out.stderr, out.stderr
+    finally:
+        vhosts.vhost_delete(name)
