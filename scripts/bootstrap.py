@@ -1,19 +1,28 @@
-"""Prepare a local machine for `make run`: check services, create the databases of every Django
-project (``*_project``) and migrate them, collect static files, create the superuser,
-grant each process's database role (scripts/db_roles.py). Idempotent; safe to run every time.
+"""Prepare the databases and the broker before the processes start, for `make run` and for
+compose's `migrate` service (`--settings production`): check services, declare the shared
+exchanges, create the databases of every Django project (``*_project``) and migrate them (each
+with its own settings), collect static files, create the superuser, grant each process's
+database role (scripts/db_roles.py), upgrade every subscriber's queue whose arguments changed.
+Idempotent; safe to run every time.
 
-Reads the same environment as the apps (.env at the repository root, then the process env)."""
+Reads the same environment as the apps (.env at the repository root, then the process env).
+It acts as the owner: ``*_DATABASE_URL`` of each project, ``CELERY_BROKER_URL`` a broker user
+that may configure every entity of its virtual host (the shared exchanges, every subscriber's
+queues)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
 import psycopg2
+from amqp import exceptions as amqp_errors
 from kombu import Connection
 from psycopg2 import sql
 
@@ -39,6 +48,36 @@ def fail(service: str, where: str, exc: Exception) -> None:
     sys.exit(2)
 
 
+def broker_refusal(url: str, exc: Exception) -> str | None:
+    """What is wrong when RabbitMQ answered but refused (a running broker: starting it would not
+    help), with the fix; None when it did not answer at all."""
+    parts = urlsplit(url)
+    user = parts.username or "guest"
+    vhost = urllib.parse.unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    text = str(exc)
+    if isinstance(exc, amqp_errors.NotAllowed) and "not found" in text:
+        return (f"RabbitMQ at {parts.hostname}:{parts.port or 5672} has no virtual host "
+                f"{vhost!r} (the path of CELERY_BROKER_URL): {text}\nCreate it and let the user "
+                f"in:\n    rabbitmqctl add_vhost {vhost}\n    rabbitmqctl set_permissions -p "
+                f"{vhost} {user} '.*' '.*' '.*'\n(or correct the URL's path: `//` is the "
+                f"default vhost `/`), then run this again.")
+    if isinstance(exc, amqp_errors.NotAllowed):
+        return (f"RabbitMQ refused user {user!r} the virtual host {vhost!r}: {text}\nGrant it:"
+                f"\n    rabbitmqctl set_permissions -p {vhost} {user} '.*' '.*' '.*'\n"
+                f"then run this again.")
+    if isinstance(exc, amqp_errors.AccessRefused) and "Login was refused" in text:
+        return (f"RabbitMQ refused the login of user {user!r} (the user and password of "
+                f"CELERY_BROKER_URL): {text}\nCorrect them in .env, or create the user:\n"
+                f"    rabbitmqctl add_user {user} '<password>'\n    rabbitmqctl set_permissions "
+                f"-p {vhost} {user} '.*' '.*' '.*'\nthen run this again.")
+    if isinstance(exc, amqp_errors.AccessRefused):
+        return (f"RabbitMQ refused user {user!r} an operation in {vhost!r}: {text}\n"
+                f"CELERY_BROKER_URL must be the broker's owner here (a user that may configure "
+                f"every entity of the vhost: the shared exchanges `products` and `celeryev`), "
+                f"not a process's least-privilege user (scripts/broker_users.py).")
+    return None
+
+
 def check_broker(url: str) -> None:
     where = urlsplit(url)._replace(netloc=urlsplit(url).hostname + f":{urlsplit(url).port or 5672}")
     try:
@@ -47,7 +86,11 @@ def check_broker(url: str) -> None:
             # the shared exchanges' owner declares them (no application user may configure them)
             shared_exchanges_declare(conn)
     except Exception as exc:  # noqa: BLE001
-        fail("RabbitMQ", where.geturl(), exc)
+        refused = broker_refusal(url, exc)
+        if refused is None:
+            fail("RabbitMQ", where.geturl(), exc)
+        print(f"\n{refused}", file=sys.stderr)
+        sys.exit(2)
     print(f"RabbitMQ   ok  ({where.geturl()}; shared exchanges declared)")
 
 
@@ -81,17 +124,51 @@ def projects() -> list[str]:
     return [*WEB_PROJECTS, *(p for p in found if p not in WEB_PROJECTS)]
 
 
+def project_env(project: str, flavour: str | None) -> dict[str, str]:
+    """The environment of ``project``'s manage.py: its own settings module, never another
+    project's (a DJANGO_SETTINGS_MODULE set for one project would migrate that project's
+    database again); ``<project>.settings.<flavour>`` when it has one, else its manage.py's
+    default; and its database URL (``database_url``)."""
+    out = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    out.pop("DJANGO_SETTINGS_MODULE", None)
+    if flavour and (REPO / project / "settings" / f"{flavour}.py").is_file():
+        out["DJANGO_SETTINGS_MODULE"] = f"{project}.settings.{flavour}"
+    name = project.removesuffix("_project").upper()
+    out[f"{name}_DATABASE_URL"] = database_url(project)
+    return out
+
+
+def database_url(project: str) -> str:
+    """``<NAME>_DATABASE_URL``; for a project other than the admin's and the catalog's, by
+    default its own database ``products_<name>`` on the catalog's server, as the catalog's
+    owner (so that compose's `migrate` creates it there too)."""
+    name = project.removesuffix("_project")
+    fallback = f"postgres://postgres@127.0.0.1:5432/products_{name}"
+    if project not in WEB_PROJECTS:
+        catalog = env("CATALOG_DATABASE_URL", default="")
+        if catalog:
+            fallback = urlsplit(catalog)._replace(path=f"/products_{name}").geturl()
+    return env(f"{name.upper()}_DATABASE_URL", default="") or fallback
+
+
+FLAVOUR: str | None = None  # --settings
+
+
 def manage(project: str, *args: str) -> None:
     subprocess.run([sys.executable, str(REPO / project / "manage.py"), *args], check=True,
-                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                   env=project_env(project, FLAVOUR))
 
 
 def main() -> None:
+    global FLAVOUR
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", metavar="FLAVOUR", default=None,
+                        help="run each project with its <project>.settings.FLAVOUR (compose: "
+                             "production); default: each manage.py's own (local)")
+    FLAVOUR = parser.parse_args().settings
     check_broker(env("CELERY_BROKER_URL", default="amqp://guest:guest@127.0.0.1:5672//"))
     for project in projects():
-        name = project.removesuffix("_project")
-        database_ensure(env(f"{name.upper()}_DATABASE_URL",
-                            default=f"postgres://postgres@127.0.0.1:5432/products_{name}"))
+        database_ensure(database_url(project))
         manage(project, "migrate", "--no-input", "-v", "0")
         if project in WEB_PROJECTS:
             manage(project, "collectstatic", "--no-input", "-v", "0")
@@ -104,11 +181,15 @@ def main() -> None:
     # a release that changed a subscriber's queue arguments: replace the queue now, before any
     # worker starts (docs/operations.md, "Upgrading the queue"; nothing is lost, and a queue
     # still consumed elsewhere is refused and left as it is, with the reason)
+    # As the owner (CELERY_BROKER_URL), not each subscriber's own user: bootstrap declared the
+    # shared exchanges with it, and a <NAME>_BROKER_URL meant for another host (.env is
+    # compose's env_file too) must not send the upgrade elsewhere.
+    owner = {f"{name.upper()}_BROKER_URL": "" for name in SUBSCRIBERS}
     for subscriber in SUBSCRIBERS:  # catalog_project/topology.py: every subscriber
         out = subprocess.run([sys.executable, str(REPO / "catalog_project" / "manage.py"),
                               "topology", "upgrade", "--if-exists", "--subscriber", subscriber],
-                             env={**os.environ, "PYTHONUNBUFFERED": "1"}, capture_output=True,
-                             text=True, timeout=300)
+                             env={**project_env("catalog_project", FLAVOUR), **owner},
+                             capture_output=True, text=True, timeout=300)
         lines = (out.stdout + out.stderr).strip().splitlines()
         print(f"{subscriber} queue: {lines[-1] if lines else 'checked'}")
 

@@ -14,14 +14,14 @@ from product_events.contract import ProductEvent
 # recorded twice; xmax = 0 tells a row inserted now from one updated
 _INSERT = """
 INSERT INTO audit_productchange AS c
-    (event_id, type, product_id, version, occurred_at, trace_id, data, recorded_at,
-     deliveries, last_delivered_at)
+    (event_id, type, product_id, version, occurred_at, changed_at, trace_id, data,
+     recorded_at, deliveries, last_delivered_at)
 VALUES %s
 ON CONFLICT (event_id) DO UPDATE
     SET deliveries = c.deliveries + 1, last_delivered_at = now()
 RETURNING event_id::text, (xmax = 0) AS inserted
 """
-_TEMPLATE = "(%s, %s, %s, %s, %s, %s, %s, now(), 1, now())"
+_TEMPLATE = "(%s, %s, %s, %s, %s, %s, %s, %s, now(), 1, now())"
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,11 @@ def product_changes_record(*, events: list[ProductEvent]) -> RecordResult:
     if not events:
         return RecordResult(applied=0, stale=0)
     unique = {ev.event_id: ev for ev in events}  # one statement may touch a row only once
-    rows = [(ev.event_id, ev.type, ev.product_id, ev.version, ev.occurred_at, ev.trace_id or "",
-             json.dumps(ev.data)) for ev in unique.values()]
+    # changed_at: the change's own time (data.updated_at, required by the contract); a resync
+    # or a repair sends it again with occurred_at = that sending (docs/events.md)
+    rows = [(ev.event_id, ev.type, ev.product_id, ev.version, ev.occurred_at,
+             ev.data["updated_at"], ev.trace_id or "", json.dumps(ev.data))
+            for ev in unique.values()]
     with transaction.atomic(), connection.cursor() as cursor:
         inserted = {r[0] for r in execute_values(cursor.cursor, _INSERT, rows,
                                                  template=_TEMPLATE, fetch=True) if r[1]}

@@ -12,7 +12,8 @@ from .models import ProductChange
 class ProductChangeSerializer(serializers.ModelSerializer):
     class Meta:
         model = ProductChange
-        fields = ["event_id", "type", "product_id", "version", "occurred_at", "trace_id",
+        fields = ["event_id", "type", "product_id", "version", "changed_at", "occurred_at",
+                  "trace_id",
                   "data", "recorded_at", "deliveries", "last_delivered_at"]
         read_only_fields = fields
 

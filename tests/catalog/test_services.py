@@ -101,3 +101,29 @@ def test_the_audit_log_records_a_change_once_and_counts_its_deliveries(client):
     assert rows[2].last_delivered_at >= rows[2].recorded_at
     shown = client.get("/api/product-changes/?product_id=70").json()["results"]
     assert [(c["version"], c["deliveries"]) for c in shown] == [(1, 2), (2, 2)]
+
+
+def test_the_audit_log_dates_a_change_sent_again_when_it_happened(client):
+    """Outside finding 11: after a catalog restore a resync recreates the audit rows the backup
+    lost, in events whose occurred_at is when the resync sent them (so that lag and outbox age
+    measure the delivery). The row keeps that as occurred_at and dates the change itself by the
+    snapshot's updated_at (changed_at)."""
+    from datetime import timedelta
+
+    from catalog_project.audit.models import ProductChange
+    from catalog_project.audit.services import product_changes_record
+
+    from .events import T0
+
+    resent = event(71, 4, title="v4")
+    changed = resent["occurred_at"]
+    later = T0 + timedelta(days=30)
+    resent["occurred_at"] = later.isoformat().replace("+00:00", "Z")
+    resent["trace_id"] = "resync-0001"
+    assert product_changes_record(events=parsed(resent)).applied == 1
+    row = ProductChange.objects.get(product_id=71)
+    assert row.changed_at == T0 + timedelta(seconds=4)
+    assert row.occurred_at == later
+    shown = client.get("/api/product-changes/?product_id=71").json()["results"]
+    assert [(c["changed_at"], c["occurred_at"]) for c in shown] == [
+        (changed.replace("+00:00", "Z"), resent["occurred_at"])], shown

@@ -164,3 +164,135 @@ def test_the_catalog_url_follows_catalog_port_as_env_example_says(tmp_path):
                          cwd=tmp_path, env=env | {"PYTHONPATH": str(REPO)}, capture_output=True,
                          text=True, timeout=60)
     assert out.stdout.strip() == "http://127.0.0.1:18001", out.stdout + out.stderr
+
+
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """compose's variable interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err},
+    ${VAR?err}, $$."""
+    def one(m: re.Match) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, op, arg = m.group("name"), m.group("op"), m.group("arg")
+        found = variables.get(name)
+        if op == ":-":
+            return found or arg
+        if op == "-":
+            return arg if found is None else found
+        if op in (":?", "?"):
+            assert found, f"compose would refuse: {arg}"
+        return found or ""
+    return re.sub(r"\$\$|\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}", one, value)
+
+
+def test_migrate_runs_bootstrap_as_the_docs_say(compose):
+    """operations.md ("On an upgrade") and extending.md say compose's `migrate` runs
+    scripts/bootstrap.py (outside finding 10: it ran the two migrates, ensure_superuser and
+    db_roles.py only, so no queue was upgraded and no other project got a database). It does,
+    as the broker's owner, after RabbitMQ is up, and every process waits for it."""
+    migrate = compose["services"]["migrate"]
+    assert migrate["command"][:2] == ["python", "scripts/bootstrap.py"], migrate["command"]
+    assert migrate["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "${RABBITMQ_ADMIN_USER" in migrate["environment"]["CELERY_BROKER_URL"]
+    for name, svc in compose["services"].items():
+        if "command" in svc and svc is not migrate and name not in (
+                "rabbitmq", "postgres", "redis", "broker-users", "flower"):
+            assert svc["depends_on"]["migrate"]["condition"] == \
+                "service_completed_successfully", name
+    for doc in ("docs/operations.md", "docs/extending.md"):
+        assert re.search(r"compose's `migrate`\s+(service\s+)?runs\s+`scripts/bootstrap\.py`|"
+                         r"`scripts/bootstrap\.py`, run by `make run` and by compose's "
+                         r"`migrate`", (REPO / doc).read_text()), doc
+
+
+def test_the_migrate_service_prepares_every_project_and_upgrades_the_queues(compose, tmp_path):
+    """compose's `migrate` service, run as compose would run it (its command, its environment
+    interpolated from .env.example) against the local PostgreSQL and RabbitMQ: only the host
+    names (and, for a run of its own, the database names, the vhost and the role names) are
+    replaced. On a copy of the repository with a third Django project: every project's database
+    is created and migrated with its own settings, and an outdated queue is upgraded."""
+    import os
+    import shutil
+    import uuid
+
+    from kombu import Connection, Exchange, Queue
+
+    from harness import pg, processes, vhosts
+
+    from .test_extending import repo_copy, rows
+
+    suffix = uuid.uuid4().hex[:8]
+    copy = tmp_path / "repo"
+    repo_copy(copy)
+    toy = f"t{suffix}"  # a subscriber with a Django project of its own (docs/extending.md)
+    (copy / f"{toy}_project").mkdir()
+    (copy / f"{toy}_project" / "__init__.py").write_text("")
+    (copy / f"{toy}_project" / "settings.py").write_text(
+        "import environ\n\nenv = environ.Env()\nSECRET_KEY = 'toy'\nUSE_TZ = True\n"
+        "INSTALLED_APPS = ['django.contrib.contenttypes']\n"
+        f"DATABASES = {{'default': env.db_url('{toy.upper()}_DATABASE_URL')}}\n")
+    manage = (copy / "catalog_project" / "manage.py").read_text()
+    (copy / f"{toy}_project" / "manage.py").write_text(
+        manage.replace("catalog_project.settings.local", f"{toy}_project.settings"))
+
+    dbs = {"products_admin": f"cmp_admin_{suffix}", "products_catalog": f"cmp_catalog_{suffix}"}
+    roles = {k: f"cmp_{k.lower()}_{suffix}" for k in (
+        "ADMIN_WEB", "ADMIN_RELAY", "CATALOG_WEB", "CATALOG_WORKER", "AUDIT_WORKER")}
+    vhost = f"cmp-{suffix}"
+    variables = {line.split("=", 1)[0]: line.split("=", 1)[1]
+                 for line in (REPO / ".env.example").read_text().splitlines()
+                 if line and not line.startswith("#") and "=" in line}
+    variables |= {"RABBITMQ_ADMIN_USER": "guest", "RABBITMQ_ADMIN_PASSWORD": "guest",
+                  "RABBITMQ_VHOST": vhost, **{f"{k}_DB_USER": v for k, v in roles.items()}}
+    migrate = compose["services"]["migrate"]
+    environment = {k: interpolate(str(v), variables) for k, v in migrate["environment"].items()}
+    for key, value in environment.items():
+        for name, local in dbs.items():
+            value = value.replace(f"@postgres:5432/{name}", f"@127.0.0.1:5432/{local}")
+        value = value.replace("@rabbitmq:5672/", "@127.0.0.1:5672/")
+        environment[key] = value.replace("redis://redis:", "redis://127.0.0.1:")
+        assert not re.search(r"@(postgres|rabbitmq):|//redis:", environment[key]), key
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    env |= variables | environment  # env_file (.env), then the service's environment
+    env["PATH"] = f"{processes.VENV_BIN}{os.pathsep}{env['PATH']}"
+    command = [shutil.which("python", path=env["PATH"]) if w == "python" else w
+               for w in migrate["command"]]
+
+    url = vhosts.vhost_create(vhost)
+    try:
+        # a queue of an older release (delivery limit 10), with messages
+        with Connection(url, connect_timeout=5) as conn:
+            old = Queue("catalog.products", Exchange("products", "topic", durable=True),
+                        routing_key="product.#", durable=True,
+                        queue_arguments={"x-queue-type": "quorum", "x-delivery-limit": 10})
+            old(conn.default_channel).declare()
+            conn.Producer().publish(b"kept", exchange="", routing_key="catalog.products",
+                                    retry=False)
+        out = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True,
+                             timeout=600)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "catalog queue: catalog.products upgraded" in out.stdout, out.stdout
+        admin_url = pg.database_url(dbs["products_admin"])
+        catalog_url = pg.database_url(dbs["products_catalog"])
+
+        def tables(db_url: str) -> set[str]:
+            return {r[0] for r in rows(db_url, "SELECT tablename FROM pg_tables "
+                                               "WHERE schemaname = 'public'")}
+
+        # each project migrated its own database, with its own (production) settings
+        assert {"products_product", "products_outboxevent"} <= tables(admin_url)
+        assert {"catalog_product", "audit_productchange"} <= tables(catalog_url)
+        assert "catalog_product" not in tables(admin_url)
+        # the third project's database, on the catalog's server, created and migrated
+        assert "django_content_type" in tables(pg.database_url(f"products_{toy}"))
+        # the roles granted, the superuser made
+        assert rows(admin_url, "SELECT count(*) FROM auth_user WHERE username = "
+                    f"'{variables['DJANGO_SUPERUSER_USERNAME']}'") == [(1,)]
+        assert rows(catalog_url, "SELECT has_table_privilege("
+                    f"'{roles['CATALOG_WORKER']}', 'catalog_product', 'INSERT')") == [(True,)]
+    finally:
+        vhosts.vhost_delete(vhost)
+        for name in [*dbs.values(), f"products_{toy}"]:
+            pg.database_drop(name)
+        for role in roles.values():
+            pg.role_drop(role)

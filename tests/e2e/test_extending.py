@@ -1,8 +1,10 @@
 """docs/extending.md, followed literally: on a copy of the repository, every step of "Add a third
 subscriber" (write each file, append each snippet, run each command), then the system started
 as `make run` starts it (bootstrap, then the Procfile under honcho). The new subscriber's
-deletions arrive over the bus from HTTP writes; its queue, its dead-letter command, its broker
-user role and its metrics exporter exist without any other step."""
+deletions arrive over the bus from HTTP writes, dated when they happened (also when a backfill
+sends them again); its queue, its dead-letter command, its broker user role, its database URL
+and its metrics exporter exist without any other step, and the operator's alert rules cover
+its worker from its own series (promtool, on the scrape job its one line adds)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from pathlib import Path
 
 import psycopg2
 import requests
+from prometheus_client.parser import text_string_to_metric_families
+from ruamel.yaml import YAML
 
 from harness import pg, processes
 from harness.stack import env_example, http_up
@@ -25,6 +29,7 @@ from harness.waiting import wait_until
 REPO = processes.REPO
 DOC = REPO / "docs" / "extending.md"
 STEP = re.compile(r"<!-- step: (write|append|run)\s*(\S*) -->\n```[a-z]*\n(.*?)```", re.S)
+PROMTOOL = shutil.which("promtool")
 
 
 def doc_steps() -> list[tuple[str, str, str]]:
@@ -83,6 +88,10 @@ def test_a_third_subscriber_added_as_docs_extending_says_gets_its_events(tmp_pat
         "SEARCH_BROKER_USER": search_user, "SEARCH_BROKER_PASSWORD": search_secret,
         "SEARCH_BROKER_URL": f"amqp://{search_user}:{search_secret}@127.0.0.1:5672/{vhost}",
         "SEARCH_WORKER_METRICS_BIND": f"127.0.0.1:{ports['SEARCH_METRICS']}",
+        # step 5: its own database URL, which step 4's line passes as CATALOG_DATABASE_URL
+        # (here the owner's, told apart by its application_name)
+        "SEARCH_WORKER_DATABASE_URL": pg.database_url(catalog_db)
+        + f"?application_name=ext-search-{suffix}",
         "ADMIN_RECONCILE_EVERY_SECONDS": "0", "ADMIN_WEB_WORKERS": "1",
         "DJANGO_SUPERUSER_PASSWORD": "ext-" + uuid.uuid4().hex,
         "ADMIN_THROTTLE_USER": "1000000/second", "ADMIN_THROTTLE_LOGIN": "1000000/second",
@@ -114,6 +123,8 @@ def test_a_third_subscriber_added_as_docs_extending_says_gets_its_events(tmp_pat
                                  text=True, timeout=180)
             assert out.returncode == 0, (body, out.stdout + out.stderr)
     assert list((copy / "catalog_project" / "search" / "migrations").glob("0001_*.py"))
+    # step 6: the scrape config with its job is still valid, and names the new job
+    job = scrape_job_added(copy, tmp_path)
 
     honcho = None
     try:
@@ -165,10 +176,35 @@ def test_a_third_subscriber_added_as_docs_extending_says_gets_its_events(tmp_pat
                    message=lambda: f"the deletion indexed: {indexed()}\n{honcho.tail(40)}")
         assert kept not in [pid for pid, _ in indexed()]  # its pattern: deletions only
 
+        # it connects with SEARCH_WORKER_DATABASE_URL (step 5), not the catalog's URL
+        assert rows(env["CATALOG_DATABASE_URL"],
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                    f"'ext-search-{suffix}'")[0][0] >= 1, honcho.tail(40)
+
+        # the deletion is dated when it happened in the admin, and stays so when step 7's
+        # backfill (`resync`) sends it again to an indexer that lost it
+        deleted_at = rows(env["ADMIN_DATABASE_URL"], "SELECT deleted_at FROM "
+                          f"products_producttombstone WHERE product_id = {gone}")[0][0]
+
+        def dated():
+            return rows(env["CATALOG_DATABASE_URL"],
+                        "SELECT version, deleted_at FROM search_deletedproduct")
+
+        assert dated() == [(3, deleted_at)]
+        rows(env["CATALOG_DATABASE_URL"], "DELETE FROM search_deletedproduct RETURNING 1")
+        resync = subprocess.run([sys.executable, "admin_project/manage.py", "resync"], cwd=copy,
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert resync.returncode == 0, resync.stdout + resync.stderr
+        wait_until(lambda: dated() != [], timeout=30,
+                   message=lambda: f"the backfilled deletion\n{honcho.tail(40)}")
+        assert dated() == [(3, deleted_at)], (dated(), deleted_at)
+
         metrics = requests.get(f"http://{values['SEARCH_WORKER_METRICS_BIND']}/metrics",
                                timeout=5).text
         applied = re.search(r"^search_events_applied_total(?:\{[^}]*\})? (\S+)$", metrics, re.M)
         assert applied and float(applied.group(1)) >= 1, metrics[:2000]
+        # the operator's rules see this worker, from its own series
+        rules_cover_the_worker(copy, tmp_path, job, metrics)
         dlq = subprocess.run([sys.executable, "catalog_project/manage.py", "dlq",
                               "--subscriber", "search", "list"], cwd=copy, env=env,
                              capture_output=True, text=True, timeout=60)
@@ -183,3 +219,82 @@ def test_a_third_subscriber_added_as_docs_extending_says_gets_its_events(tmp_pat
                        timeout=60)
         pg.database_drop(admin_db)
         pg.database_drop(catalog_db)
+
+
+def scrape_job_added(copy: Path, tmp_path: Path) -> str:
+    """promtool accepts the copy's prometheus.yml (step 6's line appended); the new job's name."""
+    assert PROMTOOL, "promtool (Debian's prometheus package) is missing: `make test` installs it"
+    ops = copy / "ops" / "prometheus"
+    secret = tmp_path / "flower_password"
+    secret.write_text("x")
+    config = ops / "prometheus.yml"
+    config.write_text(config.read_text().replace("/run/secrets/flower_password", str(secret)))
+    checked = subprocess.run([PROMTOOL, "check", "config", "prometheus.yml"], cwd=ops,
+                             capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    jobs = [j["job_name"] for j in YAML(typ="safe").load(config.read_text())["scrape_configs"]]
+    new = [j for j in jobs if j.startswith("search")]
+    assert len(new) == 1, jobs
+    return new[0]
+
+
+def rules_cover_the_worker(copy: Path, tmp_path: Path, job: str, metrics: str) -> None:
+    """promtool's rule unit tests over the copy's alerts.yml (unchanged by the doc), fed with
+    the series the search worker really exports (their names and labels, from its /metrics),
+    under the job its scrape line gives them: each subscriber rule fires for it."""
+    found: dict[str, list[dict]] = {}
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.name.startswith("search_"):
+                found.setdefault(sample.name, []).append(sample.labels)
+    needed = ("search_paused", "search_messages_in_flight", "search_events_applied_total",
+              "search_events_stale_total", "search_event_lag_seconds_bucket")
+    assert all(name in found for name in needed), sorted(found)
+
+    def series(name: str, values: str, instance: str, **only) -> list[dict]:
+        out = []
+        for labels in found[name]:
+            if all(labels.get(k) == v for k, v in only.items()):
+                text = ", ".join(f'{k}="{v}"' for k, v in
+                                 sorted({**labels, "job": job, "instance": instance}.items()))
+                out.append({"series": f"{name}{{{text}}}", "values": values})
+        assert out, (name, only, found[name])
+        return out
+
+    def firing(input_series: list[dict], at: str, *alerts: str) -> dict:
+        return {"interval": "1m", "input_series": input_series, "promql_expr_test": [{
+            "expr": f'sum by (alertname) (ALERTS{{alertstate="firing", job="{job}"}})',
+            "eval_time": at,
+            "exp_samples": [{"labels": f'{{alertname="{a}"}}', "value": 1} for a in alerts]}]}
+
+    buckets = found["search_event_lag_seconds_bucket"]
+    tests = [
+        # its exporter stops answering (the container paused): ExporterDown
+        firing([{"series": f'up{{job="{job}", instance="10.0.0.9:9104"}}',
+                 "values": "1 1 0 0 0 0"}], "5m", "ExporterDown"),
+        # its container leaves DNS: WorkerTargetsLost
+        firing([{"series": f'up{{job="{job}", instance="10.0.0.9:9104"}}',
+                 "values": "1x10 stale"}], "25m", "WorkerTargetsLost"),
+        # paused (its database does not take writes): SubscriberPaused only
+        firing(series("search_paused", "1x30", "s:1", reason="database")
+               + series("search_messages_in_flight", "4x30", "s:1")
+               + series("search_events_applied_total", "1x30", "s:1")
+               + series("search_events_stale_total", "0x30", "s:1"), "25m", "SubscriberPaused"),
+        # holds messages, writes nothing, not paused: WorkerHoldsMessagesWithoutProgress
+        firing(series("search_paused", "0x30", "s:2", reason="database")
+               + series("search_messages_in_flight", "4x30", "s:2")
+               + series("search_events_applied_total", "1x30", "s:2")
+               + series("search_events_stale_total", "0x30", "s:2"), "25m",
+               "WorkerHoldsMessagesWithoutProgress"),
+        # every deletion applied half an hour after it happened: EventLagHigh
+        firing([s for labels in buckets for s in series(
+            "search_event_lag_seconds_bucket", "0+10x20" if labels["le"] == "+Inf" else "0x20",
+            "s:3", le=labels["le"])], "15m", "EventLagHigh"),
+    ]
+    unit = tmp_path / "search.alerts.test.yml"
+    with open(unit, "w") as f:
+        YAML().dump({"rule_files": [str(copy / "ops" / "prometheus" / "alerts.yml")],
+                     "evaluation_interval": "1m", "tests": tests}, f)
+    tested = subprocess.run([PROMTOOL, "test", "rules", str(unit)], capture_output=True,
+                            text=True, timeout=120)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
