@@ -131,7 +131,10 @@ class Drift:
 
 
 def drift_report(drift: Drift, limit: int = 20) -> str:
-    lines = [f"checked {drift.checked} admin products and tombstones: {drift.total} drifted"]
+    # ``checked``: product ids compared, the more of either side's in each range (an id only the
+    # catalog holds counts too: it is checked, as `unknown`)
+    lines = [f"checked {drift.checked} product ids (the admin's products and tombstones, the "
+             f"catalog's rows): {drift.total} drifted"]
     for name, help_ in [("missing", "in admin, absent from the catalog"),
                         ("behind", "catalog has an older version"),
                         ("ahead", "catalog has a newer version than admin"),
