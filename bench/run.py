@@ -155,9 +155,17 @@ class CpuSampler:
         self.samples.append((time.time(), busy_seconds()))
 
     def between(self, start: float, end: float) -> float:
+        """CPU seconds from ``start`` to ``end`` (wall-clock), linear between samples."""
         def at(t: float) -> float:
-            before = [c for w, c in self.samples if w <= t] or [self.samples[0][1]]
-            return before[-1]
+            prev = self.samples[0]
+            for sample in self.samples:
+                if sample[0] >= t:
+                    if sample[0] == prev[0]:
+                        return sample[1]
+                    share = (t - prev[0]) / (sample[0] - prev[0])
+                    return prev[1] + max(0.0, min(1.0, share)) * (sample[1] - prev[1])
+                prev = sample
+            return prev[1]
         return at(end) - at(start)
 
 

@@ -13,6 +13,8 @@ Used by every subscriber's app: ``Celery(..., events="workers.events:Events")``.
 
 from __future__ import annotations
 
+import threading
+
 import msgspec
 from celery.app.events import Events as CeleryEvents
 from celery.events.dispatcher import EventDispatcher as CeleryEventDispatcher
@@ -22,6 +24,23 @@ _encode = msgspec.json.Encoder().encode
 
 
 class EventDispatcher(CeleryEventDispatcher):
+    """Also: never publishes from another thread than the worker's consumer loop. With the
+    thread pool a task's "succeeded" event is sent from its thread; Celery flushes the buffer
+    right there once it holds ``buffer_limit`` events, and py-amqp's publish reads the socket
+    (``drain_events``, for a broker's "connection blocked"), racing the loop for its frames: a
+    worker hung with two messages unapplied (the bench's smoke run). A flush asked for from
+    another thread is handed to the loop instead (``on_send_buffered``, as every other send)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._loop_thread = threading.get_ident()
+
+    def flush(self, errors=True, groups=True):
+        if threading.get_ident() != self._loop_thread and self.on_send_buffered:
+            self.on_send_buffered()  # the loop flushes (kombu's hub.call_soon)
+            return
+        super().flush(errors=errors, groups=groups)
+
     def _publish(self, event, producer, routing_key, retry=False, retry_policy=None, **kwargs):
         if producer is None:
             return None

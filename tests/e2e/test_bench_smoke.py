@@ -36,7 +36,7 @@ def test_bench_runs_every_scenario_on_a_tiny_n():
             pytest.fail("bench did not finish in 300 s:\n" + log.read_text()[-3000:])
     output = log.read_text()
     assert proc.returncode == 0, output[-3000:]
-    for figure in ("catalog drain, Celery, 1 process", "seed-style consumer", "relay",
+    for figure in ("catalog drain, Celery, 1 worker process", "seed-style consumer", "relay",
                    "latency at 200/s", "HTTP create, events seed-inline", "resync of",
                    "worker RSS", "machine CPU per event", "machine CPU per request", "bound:",
                    "catalog products, API with ?cursor=", "?page= deep"):
