@@ -1,14 +1,16 @@
 """Only `make bench`'s list stage (``bench.run.list_catalog``), several rounds on one stack:
 
-    .venv/bin/python bench/list_stage.py [--products 1000000] [--rounds 3] [--baseline REF]
+    .venv/bin/python bench/list_stage.py [--products 1000000] [--rounds 3]
+        [--page-sizes 10000,500] [--baseline REF [--baseline-page-size 500]]
 
 A fresh stack (1 catalog web process, ``CATALOG_THROTTLE_ANON=1000000/minute``, as `make bench`
 runs it), ``--products`` live catalog products written with SQL (the rows the anti-entropy
-stage leaves), then ``--rounds`` runs of the list stage. With ``--baseline REF`` a second
-catalog web process runs the code of git ``REF`` (exported to a temporary directory) on the
-same database, and each round lists through both, alternating which goes first: old and new
-code measured in the same run, interleaved. Prints one line per run and writes the figures to
-bench/results/list-<timestamp>.json."""
+stage leaves), then ``--rounds`` rounds of the list stage, one run per page size (the API's
+cursor pages and the SQL scan use the same one). With ``--baseline REF`` a second catalog web
+process runs the code of git ``REF`` (exported to a temporary directory) on the same
+database, and each round lists through it too: old and new code measured in the same run.
+The order of the runs alternates from round to round. Prints one line per run and writes the
+figures to bench/results/list-<timestamp>.json."""
 
 from __future__ import annotations
 
@@ -62,7 +64,9 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline", metavar="REF", help="also list through REF's code")
-    parser.add_argument("--baseline-page-size", type=int, default=LIST_PAGE,
+    parser.add_argument("--page-sizes", default=str(LIST_PAGE),
+                        help="comma-separated page sizes of this code's runs")
+    parser.add_argument("--baseline-page-size", type=int, default=500,
                         help="page size for the baseline (its own maximum may be lower)")
     args = parser.parse_args()
     overrides = {"CATALOG_WEB_WORKERS": "1", "CATALOG_THROTTLE_ANON": "1000000/minute"}
@@ -75,14 +79,13 @@ def main() -> None:
         if args.baseline:
             old, old_proc = baseline_web(stack, args.baseline, Path(tmp))
         try:
+            configs = [("new", stack, int(size)) for size in args.page_sizes.split(",")]
+            if old is not None:
+                configs.append(("old", old, args.baseline_page_size))
             for i in range(args.rounds):
-                order = [("new", stack, {}),
-                         ("old", old, {"page_size": args.baseline_page_size})][:1 + bool(old)]
-                if i % 2:
-                    order.reverse()
-                for name, which, kwargs in order:
+                for name, which, size in (configs if i % 2 == 0 else configs[::-1]):
                     t0 = time.perf_counter()
-                    r = list_catalog(which, **kwargs) | {"code": name, "round": i + 1}
+                    r = list_catalog(which, page_size=size) | {"code": name, "round": i + 1}
                     runs.append(r)
                     log(f"round {i + 1} {name}: {r['products']:,} products, {r['pages']:,} pages "
                         f"of {r['page_size']}: API {r['api_s']:.2f} s, SQL {r['sql_s']:.2f} s, "

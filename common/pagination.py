@@ -107,19 +107,19 @@ class KeysetCursorPagination(CursorPagination):
         return super()._get_position_from_instance(instance, ordering)
 
     def paginate_rows(self, queryset: QuerySet, request, view,
-                      write: Callable[[tuple], str]) -> list[str]:
+                      write: Callable[[list[tuple]], list[str]]) -> list[str]:
         """``paginate_queryset`` for rows written as they are read (``keyset_json_response``):
         DRF's decisions (ordering, cursor position and offset, the row after the page, what
         ``next`` and ``previous`` point at), DRF's query when the page fits in one chunk; the
-        texts of the page's rows, in page order. ``queryset`` is a ``values_list`` whose first
-        column is the ordering field.
+        texts ``write`` makes of the page's rows, in page order. ``queryset`` is a
+        ``values_list`` whose first column is the ordering field.
 
         The rows are read ``CHUNK`` at a time (``id > <last id read>``: one more keyset query
         each), and the page ends early, at a row, once its text reaches ``BUDGET``
         characters; the row after it is then where ``next`` starts, as after a full page. So
-        a page of ``max_page_size`` rows holds at most ``CHUNK`` rows and ``BUDGET`` characters
-        of JSON at once in memory, however long the products' texts are (the contract allows
-        10,764 characters a product)."""
+        a page of ``max_page_size`` rows holds at most ``CHUNK`` rows, its ids and about
+        ``BUDGET`` characters of JSON at once in memory, however long the products' texts are
+        (the contract allows 10,764 characters a product)."""
         self.request = request
         self.page_size = self.get_page_size(request)
         self.base_url = request.build_absolute_uri()
@@ -132,27 +132,36 @@ class KeysetCursorPagination(CursorPagination):
         after = order.lstrip("-") + ("__lt" if reverse != order.startswith("-") else "__gt")
         queryset = queryset.order_by(*(_reverse_ordering(self.ordering) if reverse
                                        else self.ordering))
-        rows, texts, size, following = [], [], 0, None
+        ids, texts, size, following = [], [], 0, None
         position, skip = current_position, offset
-        while following is None:
-            limit = self.page_size + 1 - len(rows)  # +1: the row after the page
+        while True:
+            full = bool(ids) and size >= self.BUDGET  # only the row after the page is wanted
+            limit = 1 if full else self.page_size + 1 - len(ids)  # +1: the row after the page
             limit = limit if limit <= self.CHUNK + 1 else self.CHUNK
             chunk = queryset if position is None else queryset.filter(**{after: position})
             chunk = list(chunk[skip:skip + limit])
-            for row in chunk:
-                if len(rows) == self.page_size or (rows and size >= self.BUDGET):
-                    following = row
-                    break
-                text = write(row)
-                rows.append(row)
-                texts.append(text)
-                size += len(text)
+            keep = 0 if full else min(self.page_size - len(ids), len(chunk))
+            written = write(chunk[:keep]) if keep else []
+            grown = sum(map(len, written))
+            if size + grown >= self.BUDGET:  # the page ends at the row that reaches it
+                grown = keep = 0
+                for text in written:
+                    if (ids or keep) and size + grown >= self.BUDGET:
+                        break
+                    grown, keep = grown + len(text), keep + 1
+                del written[keep:]
+            size += grown
+            texts += written
+            ids += [(row[0],) for row in chunk[:keep]]  # positions, for next and previous
+            if keep < len(chunk):
+                following = chunk[keep]
+                break
             if len(chunk) < limit:
                 break  # the end of the list
             position, skip = chunk[-1][0], 0
         following_position = None if following is None else \
             self._get_position_from_instance(following, self.ordering)
-        self.page = rows
+        self.page = ids
         if reverse:  # as DRF's paginate_queryset
             self.page.reverse()
             texts.reverse()
@@ -262,8 +271,9 @@ class PageOrCursorPagination(StrictPageNumberPagination):
             return None
         self._keyset = keyset = self._cursor_mode(request, view, rows=True)
         utc = utc_both(connections[queryset.db])
+        write = writer.write
         texts = keyset.paginate_rows(writer.rows(queryset), request, view,
-                                     lambda row: writer.write(row, utc))
+                                     lambda rows: [write(row, utc) for row in rows])
         envelope = request.accepted_renderer.render(
             {"next": keyset.get_next_link(), "previous": keyset.get_previous_link(),
              "results": []},
