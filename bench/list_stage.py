@@ -10,7 +10,7 @@ cursor pages and the SQL scan use the same one). With ``--baseline REF`` a secon
 process runs the code of git ``REF`` (exported to a temporary directory) on the same
 database, and each round lists through it too: old and new code measured in the same run.
 The order of the runs alternates from round to round. Prints one line per run and writes the
-figures to bench/results/list-<timestamp>.json."""
+figures to bench/results/list-<timestamp>.json (after each run)."""
 
 from __future__ import annotations
 
@@ -71,6 +71,9 @@ def main() -> None:
     args = parser.parse_args()
     overrides = {"CATALOG_WEB_WORKERS": "1", "CATALOG_THROTTLE_ANON": "1000000/minute"}
     runs: list[dict] = []
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = REPO / "bench" / "results" / f"list-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     with running_stack("listbench", start=("catalog",), overrides=overrides) as stack, \
             tempfile.TemporaryDirectory(prefix="list-baseline-") as tmp:
         log(f"filling catalog_product with {args.products:,} products")
@@ -87,6 +90,7 @@ def main() -> None:
                     t0 = time.perf_counter()
                     r = list_catalog(which, page_size=size) | {"code": name, "round": i + 1}
                     runs.append(r)
+                    out.write_text(json.dumps({"args": vars(args), "runs": runs}, indent=2))
                     log(f"round {i + 1} {name}: {r['products']:,} products, {r['pages']:,} pages "
                         f"of {r['page_size']}: API {r['api_s']:.2f} s, SQL {r['sql_s']:.2f} s, "
                         f"{r['vs_sql']:.2f}x; cursor page {r['cursor_page_ms']:.2f} ms, "
@@ -96,10 +100,6 @@ def main() -> None:
             if old is not None:
                 old_proc.stop()
                 shutil.rmtree(tmp, ignore_errors=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = REPO / "bench" / "results" / f"list-{stamp}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "runs": runs}, indent=2))
     log(f"results: {out.relative_to(REPO)}")
 
 

@@ -86,7 +86,10 @@ class KeysetCursorPagination(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = StrictPageNumberPagination.max_page_size
     get_page_size = StrictPageNumberPagination.get_page_size
-    CHUNK = 1000  # rows read at once by paginate_rows
+    # rows read at once by paginate_rows: at the contract's longest texts, in 4-byte
+    # characters, 2,500 rows are ~108 MB of Python text (27 MB in 1-byte ones); fewer cost one
+    # more query per 2,500 rows (CHUNK 1,000: +15% a 10,000-row page on a loaded machine)
+    CHUNK = 2500
     BUDGET = 4_000_000  # characters of JSON a page of paginate_rows reaches at most (+1 row)
 
     def decode_cursor(self, request):
