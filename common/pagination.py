@@ -294,9 +294,9 @@ class KeysetJSONListMixin:
     DRF's own ``list``."""
 
     def list(self, request, *args, **kwargs):
-        paginator = self.paginator
-        if isinstance(paginator, PageOrCursorPagination):
-            writer = row_writer(self.get_serializer_class(), self.cursor_ordering)
+        paginator, ordering = self.paginator, getattr(self, "cursor_ordering", None)
+        if isinstance(paginator, PageOrCursorPagination) and ordering is not None:
+            writer = row_writer(self.get_serializer_class(), ordering)
             if writer is not None:
                 response = paginator.keyset_json_response(
                     self.filter_queryset(self.get_queryset()), writer, request, self)
