@@ -512,49 +512,64 @@ def antientropy(stack: Stack, n: int, drifted: int = ANTIENTROPY_DRIFTED) -> dic
             "check_s": checked, "repaired_s": time.perf_counter() - t0, "summary": line}
 
 
-LIST_PAGE = 500
+LIST_PAGE = 10_000  # the largest cursor page (common.pagination: cursor_max_page_size)
+NUMBERED_PAGE = 500  # the largest ?page_size= numbered pages allow
 LIST_COLUMNS = "id, title, image, price, description, version, updated_at, last_trace_id"
 
 
-def list_catalog(stack: Stack) -> dict:
+def list_catalog(stack: Stack, page_size: int = LIST_PAGE) -> dict:
     """Read every live catalog product (the rows the anti-entropy stage left: 1,000,000) page
-    by page, as a syncing consumer does: through the API with the cursor (``?cursor=``, 500 a
-    page, one HTTP connection), against a keyset SQL scan of the same rows and columns from
-    this process (``id > last ORDER BY id LIMIT 500``), same run; and the time of one deep
-    numbered page (``?page=``, the middle of the table) beside the cursor's average page."""
+    by page, as a syncing consumer does: through the API with the cursor (``?cursor=``,
+    ``page_size`` a page, one HTTP connection, each body parsed with ``resp.json()``), against
+    a keyset SQL scan of the same rows and columns, the same number a page, from this process
+    (``id > last ORDER BY id LIMIT page_size``, psycopg2 building each row's values). The two
+    scans advance in step, a page of each in turn (which goes first alternates), so that both
+    see the same machine: its speed drifts by 3x within minutes. Then the time of one deep
+    numbered page (``?page=``, the middle of the table, 500 a page: the most ``?page=``
+    allows) beside the cursor's average page."""
     stack.sql("catalog", "ANALYZE catalog_product")
-    t0 = time.perf_counter()
-    sql_rows, last = 0, 0
+    sql_s = api_s = 0.0
+    sql_rows = api_rows = pages = sql_pages = last = 0
+    url = f"{stack.catalog}/api/products/?page_size={page_size}&cursor="
+    sql_done = False
     with contextlib.closing(psycopg2.connect(stack.env["CATALOG_DATABASE_URL"])) as conn, \
-            conn.cursor() as cur:
-        while True:
-            cur.execute(f"SELECT {LIST_COLUMNS} FROM catalog_product WHERE NOT deleted AND "
-                        "id > %s ORDER BY id LIMIT %s", [last, LIST_PAGE])
-            rows = cur.fetchall()
-            if not rows:
-                break
-            sql_rows, last = sql_rows + len(rows), rows[-1][0]
-    sql_s = time.perf_counter() - t0
-    api_rows, pages = 0, 0
-    url = f"{stack.catalog}/api/products/?page_size={LIST_PAGE}&cursor="
-    with requests.Session() as session:
-        t0 = time.perf_counter()
-        while url:
+            conn.cursor() as cur, requests.Session() as session:
+
+        def api_page() -> None:
+            nonlocal url, api_s, api_rows, pages
+            t0 = time.perf_counter()
             resp = session.get(url, timeout=60)
             resp.raise_for_status()
             body = resp.json()
+            api_s += time.perf_counter() - t0
             api_rows, pages, url = api_rows + len(body["results"]), pages + 1, body["next"]
-        api_s = time.perf_counter() - t0
+
+        def sql_page() -> None:
+            nonlocal sql_done, sql_s, sql_rows, sql_pages, last
+            t0 = time.perf_counter()
+            cur.execute(f"SELECT {LIST_COLUMNS} FROM catalog_product WHERE NOT deleted AND "
+                        "id > %s ORDER BY id LIMIT %s", [last, page_size])
+            rows = cur.fetchall()
+            sql_s += time.perf_counter() - t0
+            if rows:
+                sql_rows, sql_pages, last = sql_rows + len(rows), sql_pages + 1, rows[-1][0]
+            sql_done = len(rows) < page_size
+
+        while url or not sql_done:
+            for step in ((api_page, sql_page) if pages % 2 == 0 else (sql_page, api_page)):
+                if (url if step is api_page else not sql_done):
+                    step()
         assert api_rows == sql_rows, (api_rows, sql_rows)
-        deep = max(1, pages // 2)
+        deep = max(1, sql_rows // NUMBERED_PAGE // 2)
         t0 = time.perf_counter()
-        resp = session.get(f"{stack.catalog}/api/products/?page_size={LIST_PAGE}&page={deep}",
-                           timeout=60)
+        resp = session.get(f"{stack.catalog}/api/products/?page_size={NUMBERED_PAGE}"
+                           f"&page={deep}", timeout=60)
         deep_s = time.perf_counter() - t0
         resp.raise_for_status()
-    return {"products": api_rows, "pages": pages, "api_s": api_s, "sql_s": sql_s,
-            "vs_sql": api_s / sql_s, "cursor_page_ms": api_s / pages * 1000,
-            "deep_page": deep, "deep_page_ms": deep_s * 1000}
+    return {"products": api_rows, "pages": pages, "sql_pages": sql_pages,
+            "page_size": page_size, "api_s": api_s, "sql_s": sql_s, "vs_sql": api_s / sql_s,
+            "cursor_page_ms": api_s / pages * 1000, "deep_page": deep,
+            "deep_page_size": NUMBERED_PAGE, "deep_page_ms": deep_s * 1000}
 
 
 def worker_memory(stack: Stack, n: int) -> dict:

@@ -4,6 +4,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.settings import api_settings
 
 from common.errors import DatabaseRetryMixin
+from common.pagination import KeysetJSONListMixin
 from common.throttling import LOGIN_THROTTLES, AnonRateThrottle
 
 from . import selectors, services
@@ -11,7 +12,9 @@ from .models import Product
 from .serializers import ProductSerializer
 
 
-class ProductViewSet(DatabaseRetryMixin, viewsets.ModelViewSet):
+# KeysetJSONListMixin: cursor pages in JSON written from the rows' columns, without model
+# instances or the serializer (the same bytes; common.pagination)
+class ProductViewSet(DatabaseRetryMixin, KeysetJSONListMixin, viewsets.ModelViewSet):
     """Products: thin HTTP layer over ``services`` (writes) and ``selectors`` (reads)."""
 
     serializer_class = ProductSerializer

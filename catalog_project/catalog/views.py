@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.errors import DatabaseRetryMixin
+from common.pagination import KeysetJSONListMixin
 from common.throttling import AnonRateThrottle, ScopedRateThrottle
 
 from . import selectors
@@ -21,7 +22,9 @@ from .serializers import (
 )
 
 
-class ProductViewSet(DatabaseRetryMixin, viewsets.ReadOnlyModelViewSet):
+# KeysetJSONListMixin: cursor pages in JSON written from the rows' columns, without model
+# instances or the serializer (the same bytes; common.pagination)
+class ProductViewSet(DatabaseRetryMixin, KeysetJSONListMixin, viewsets.ReadOnlyModelViewSet):
     """The catalog's products: read-only, no login needed. Deleted products are 404."""
 
     serializer_class = ProductSerializer
@@ -32,7 +35,7 @@ class ProductViewSet(DatabaseRetryMixin, viewsets.ReadOnlyModelViewSet):
         return selectors.product_list()
 
 
-class ProductVersionViewSet(DatabaseRetryMixin, mixins.ListModelMixin,
+class ProductVersionViewSet(DatabaseRetryMixin, KeysetJSONListMixin, mixins.ListModelMixin,
                             viewsets.GenericViewSet):
     """The version of every product id the catalog holds, deleted ones included (their data
     stays hidden). What the admin's `restore_fence` compares a restored admin database with:
