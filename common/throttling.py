@@ -29,11 +29,67 @@ def _fail_open(exc: Exception) -> bool:
 
 
 class _FailOpen:
+    """A sliding-window counter per client in the shared cache, O(1) per request, and fail-open.
+
+    DRF's own throttles keep each client's whole request history (a list of timestamps) in one
+    cache entry, read and written whole on every request: at the catalog's default 12,000 a
+    minute that is up to ~100 KB each way per request, for every anonymous client (measured on
+    the cursor list: a third of a small page's time). Here a client has two counters, this
+    window's and the previous one's (Redis INCR, expiring), and a request is allowed while
+    ``previous * (1 - elapsed / window) + current`` stays within the rate (the usual sliding
+    window estimate: exact for steady traffic, never more than the rate over any window of
+    steady traffic; a refused request is not counted, as DRF does)."""
+
     def allow_request(self, request, view):
         try:
-            return super().allow_request(request, view)
+            return self._allow(request, view)
         except (RedisError, OSError) as exc:  # the cache is unreachable or failing
             return _fail_open(exc)
+
+    def _allow(self, request, view):
+        if self.rate is None:
+            return True
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        window, now = float(self.duration), self.timer()
+        slot = int(now // window)
+        current_key, previous_key = f"{self.key}:{slot}", f"{self.key}:{slot - 1}"
+        counts = self.cache.get_many([current_key, previous_key])
+        current, previous = int(counts.get(current_key) or 0), int(counts.get(previous_key) or 0)
+        elapsed = now - slot * window
+        weight = 1.0 - elapsed / window
+        if previous * weight + current + 1 > self.num_requests:
+            # when the estimate will be below the rate again
+            if current + 1 > self.num_requests or previous == 0:
+                self._wait = window - elapsed
+            else:
+                self._wait = max(0.0, window * (1 - (self.num_requests - current - 1) / previous)
+                                 - elapsed)
+            return self.throttle_failure()
+        _count(self.cache, current_key, ttl=int(2 * window) + 1)
+        return True
+
+    def wait(self):
+        return max(1.0, getattr(self, "_wait", self.duration))
+
+
+def _count(cache, key: str, *, ttl: int) -> None:
+    """INCR with an expiry, in one round trip on Django's Redis cache (else its generic API)."""
+    backend = getattr(cache, "_cache", None)
+    if backend is not None and hasattr(backend, "get_client"):
+        redis_key = cache.make_and_validate_key(key)
+        client = backend.get_client(redis_key, write=True)
+        with client.pipeline() as pipe:
+            pipe.incr(redis_key)
+            pipe.expire(redis_key, ttl)
+            pipe.execute()
+        return
+    if not cache.add(key, 1, ttl):
+        try:
+            cache.incr(key)
+        except ValueError:  # expired in between
+            cache.add(key, 1, ttl)
 
 
 class AnonRateThrottle(_FailOpen, throttling.AnonRateThrottle):
@@ -46,6 +102,15 @@ class UserRateThrottle(_FailOpen, throttling.UserRateThrottle):
 
 class ScopedRateThrottle(_FailOpen, throttling.ScopedRateThrottle):
     """A view's own rate (``throttle_scope``), per client: for the expensive ones."""
+
+    def _allow(self, request, view):
+        # what DRF's ScopedRateThrottle.allow_request does before counting: the view's scope
+        self.scope = getattr(view, self.scope_attr, None)
+        if not self.scope:
+            return True
+        self.rate = self.get_rate()
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super()._allow(request, view)
 
 
 class LoginRateThrottle(_FailOpen, throttling.SimpleRateThrottle):
