@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from urllib.parse import quote, urlsplit, urlunsplit
 
 BASE_URL = os.environ.get("TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -17,8 +18,16 @@ def _rabbitmqctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
             "tests need `rabbitmqctl` (RabbitMQ on this machine) to create a test vhost; "
             "start RabbitMQ with `rabbitmq-server -detached`"
         )
-    return subprocess.run([exe, "-q", *args], check=check, capture_output=True, text=True,
-                          timeout=60)
+    # The CLI is an Erlang node of its own that talks to the broker's: with many tests and
+    # benchmarks calling it at once on this machine it fails now and then (exit 64, seen in a
+    # full `make test`), while the broker is fine. These calls are idempotent: try again.
+    for attempt in range(4):
+        out = subprocess.run([exe, "-q", *args], capture_output=True, text=True, timeout=60)
+        if out.returncode == 0 or not check:
+            return out
+        time.sleep(0.5 * 2 ** attempt)
+    raise subprocess.CalledProcessError(out.returncode, out.args, out.stdout,
+                                        f"{out.stderr.strip()} (4 attempts)")
 
 
 def vhost_url(vhost: str) -> str:
