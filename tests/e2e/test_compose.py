@@ -261,7 +261,8 @@ def test_the_migrate_service_prepares_every_project_and_upgrades_the_queues(comp
     url = vhosts.vhost_create(vhost)
     try:
         # a queue of an older release (delivery limit 10), with messages
-        with Connection(url, connect_timeout=5) as conn:
+        with Connection(url, connect_timeout=5,
+                        transport_options={"confirm_publish": True}) as conn:
             old = Queue("catalog.products", Exchange("products", "topic", durable=True),
                         routing_key="product.#", durable=True,
                         queue_arguments={"x-queue-type": "quorum", "x-delivery-limit": 10})

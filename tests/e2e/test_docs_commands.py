@@ -89,7 +89,8 @@ def test_the_restore_drain_check_counts_retries_waiting_in_the_delay_queues():
         return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
 
     try:
-        with Connection(url, connect_timeout=5) as conn:
+        with Connection(url, connect_timeout=5,
+                        transport_options={"confirm_publish": True}) as conn:
             for name, messages in (("catalog.products", 0), ("catalog_celery_delayed_3", 1),
                                    ("audit.products", 0), ("audit.products.dlq", 2),
                                    ("celeryev.flower-1", 3)):

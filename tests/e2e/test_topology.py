@@ -231,7 +231,8 @@ def test_make_run_upgrades_an_outdated_queue_before_the_workers_start():
     suffix = uuid.uuid4().hex[:8]
     dbs = {"ADMIN": f"boot_admin_{suffix}", "CATALOG": f"boot_catalog_{suffix}"}
     try:
-        with Connection(url, connect_timeout=5) as conn:
+        with Connection(url, connect_timeout=5,
+                        transport_options={"confirm_publish": True}) as conn:
             ch = conn.default_channel
             Exchange("products", "topic", durable=True)(ch).declare()
             old = Queue("catalog.products", Exchange("products", "topic", durable=True),
