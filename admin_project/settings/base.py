@@ -145,9 +145,9 @@ RELAY_CLAIM_MAX_BYTES = env.int("ADMIN_RELAY_CLAIM_MAX_BYTES", default=8_388_608
 RELAY_SWEEP_SECONDS = env.float("ADMIN_RELAY_SWEEP_SECONDS", default=1.0)
 # When busy (published within the last 50 ms), wait this long after a wake-up so that more
 # commits share one claim and one message. 0 disables.
-RELAY_LINGER_SECONDS = env.float("ADMIN_RELAY_LINGER_SECONDS", default=0.002)
+RELAY_LINGER_SECONDS = env.float("ADMIN_RELAY_LINGER_SECONDS", default=0.005)
 # ... multiplied by the size of the last batch, up to this cap.
-RELAY_LINGER_MAX_SECONDS = env.float("ADMIN_RELAY_LINGER_MAX_SECONDS", default=0.02)
+RELAY_LINGER_MAX_SECONDS = env.float("ADMIN_RELAY_LINGER_MAX_SECONDS", default=0.015)
 RELAY_CONFIRM_TIMEOUT = env.float("ADMIN_RELAY_CONFIRM_TIMEOUT", default=10.0)
 RELAY_MAX_BACKOFF_SECONDS = env.float("ADMIN_RELAY_MAX_BACKOFF_SECONDS", default=30.0)
 # SIGTERM/SIGINT: how long the relay may take to finish what it is doing before it exits anyway
