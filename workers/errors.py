@@ -14,6 +14,10 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 # read-only, out of disk, a lock or statement timeout, a deadlock, a missing grant or
 # migration): transient, held and retried until it goes through, never parked.
 REFUSED_VALUES = ("22", "23", "54")
+# ... but for a NOT NULL violation: the contract's events carry every value a subscriber writes
+# (none may be null), so a missing one is a column the code does not know: a migration deployed
+# ahead of the code that fills it. That is an outage of the write path, not a bad event.
+SCHEMA_AHEAD = ("23502",)
 # psycopg2's own classes too: a service writing through the raw cursor (execute_values) gets them
 # unwrapped by Django.
 CONNECTION_ERRORS = (OperationalError, InterfaceError, psycopg2.OperationalError,
@@ -35,11 +39,12 @@ def sqlstate(exc: BaseException) -> str | None:
 def transient(exc: BaseException) -> bool:
     """Is ``exc`` about the database rather than the events (retry it, never park)? A
     connection-level error without a SQLSTATE is; a database error with one is unless it is in
-    ``REFUSED_VALUES``; an error the driver raised about a value (no SQLSTATE) and anything
-    that is not a database error at all (a bug in ``apply``) are not."""
+    ``REFUSED_VALUES`` (a NOT NULL violation is: ``SCHEMA_AHEAD``); an error the driver raised
+    about a value (no SQLSTATE) and anything that is not a database error at all (a bug in
+    ``apply``) are not."""
     if not isinstance(exc, _DATABASE_ERRORS):
         return False
     code = sqlstate(exc)
     if code is None:
         return isinstance(exc, CONNECTION_ERRORS)
-    return code[:2] not in REFUSED_VALUES
+    return code[:2] not in REFUSED_VALUES or code in SCHEMA_AHEAD

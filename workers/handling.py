@@ -194,12 +194,17 @@ class ProductEventsTask(Task):
         first_failure, pause = None, 0.2
         while True:
             try:
-                try:
-                    result = group.apply(valid)
-                except GroupFailed:
-                    # the write shared with other tasks failed: perhaps for another task's
-                    # event; this task's own events alone next (a failure there is its own)
+                if first_failure is not None:
+                    # once failed, this task writes alone until it succeeds: a task held by a
+                    # locked row or a refusing database never joins (and stalls) a new group
                     result = apply(events=valid)
+                else:
+                    try:
+                        result = group.apply(valid)
+                    except GroupFailed:
+                        # the write shared with other tasks failed: perhaps for another task's
+                        # event; this task's own events alone next (a failure there is its own)
+                        result = apply(events=valid)
             except Exception as exc:  # noqa: BLE001
                 if not transient(exc):
                     raise
@@ -344,6 +349,14 @@ def _pause_marker(subscriber) -> Path:
 
 _paused_here = False  # this pool process set the paused gauge
 _marker_checked = 0.0
+# A pause that begins within RELAPSE_SECONDS of this process's last resume is the same outage
+# going on (a lock taken and released again and again, deadlocks one after another): it is not
+# logged again, nor its resume, unless it lasts RELAPSE_SECONDS; the gauge follows every pause.
+# The marker says whether its pause was logged ("<reason> logged" or "<reason> silent"), so the
+# resume is logged by whichever process or thread sees it, as its pause was.
+RELAPSE_SECONDS = 60.0
+_last_resume = -RELAPSE_SECONDS  # monotonic time of this process's last resume
+_pause_since = 0.0               # monotonic time this process's current pause began
 
 
 def _pause_reported(subscriber) -> bool:
@@ -359,29 +372,52 @@ def _pause_reported(subscriber) -> bool:
     return _pause_marker(subscriber).exists()
 
 
-def pause_begin(subscriber, exc: BaseException, *, reachable: bool = False) -> None:
-    global _paused_here
-    _paused_here = True
-    try:
-        fd = os.open(_pause_marker(subscriber), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return
-    os.write(fd, ("refused" if reachable else "unreachable").encode())
-    os.close(fd)
+def _pause_log(subscriber, exc: BaseException, reachable: bool) -> None:
     what = "refuses writes" if reachable else "is unreachable"
     logger.warning("paused: the %s database %s (%s: %s); holding the messages in hand and "
                    "taking no new ones until it takes them (nothing is parked for this)",
                    subscriber.name, what, type(exc).__name__, str(exc).strip()[:200])
 
 
-def pause_end(subscriber) -> None:
-    global _paused_here
-    _paused_here = False
+def pause_begin(subscriber, exc: BaseException, *, reachable: bool = False) -> None:
+    global _paused_here, _pause_since
+    now = time.monotonic()
+    if not _paused_here:
+        _pause_since = now
+    _paused_here = True
+    reason = "refused" if reachable else "unreachable"
+    marker = _pause_marker(subscriber)
     try:
-        _pause_marker(subscriber).unlink()
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        # paused already: a relapse not logged yet is, once it has lasted RELAPSE_SECONDS
+        if now - _pause_since >= RELAPSE_SECONDS:
+            with contextlib.suppress(OSError):
+                if marker.read_text().endswith(" silent"):
+                    marker.write_text(f"{reason} logged")
+                    _pause_log(subscriber, exc, reachable)
+        return
+    logged = now - _last_resume >= RELAPSE_SECONDS
+    os.write(fd, f"{reason} {'logged' if logged else 'silent'}".encode())
+    os.close(fd)
+    if logged:
+        _pause_log(subscriber, exc, reachable)
+
+
+def pause_end(subscriber) -> None:
+    global _paused_here, _last_resume
+    _paused_here = False
+    _last_resume = time.monotonic()
+    marker = _pause_marker(subscriber)
+    try:
+        said = marker.read_text()
+        marker.unlink()
     except FileNotFoundError:
         return
-    logger.warning("resumed: the %s database takes writes again", subscriber.name)
+    if said.endswith(" silent"):  # a relapse of the outage logged before it, over again
+        logger.info("resumed again: the %s database takes writes", subscriber.name)
+    else:
+        logger.warning("resumed: the %s database takes writes again", subscriber.name)
 
 
 def pause_end_quietly(subscriber) -> None:
@@ -395,7 +431,7 @@ def pause_state(subscriber) -> str | None:
     the worker's main process (the paused gauge, at scrape time: a pool process killed while
     paused leaves nothing stale behind it)."""
     try:
-        return _pause_marker(subscriber).read_text() or "unreachable"
+        return (_pause_marker(subscriber).read_text().split() or ["unreachable"])[0]
     except FileNotFoundError:
         return None
 

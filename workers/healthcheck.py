@@ -82,7 +82,7 @@ def _paused(name: str) -> str | None:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 running = f"workers.{name}".encode() in f.read()
             with open(path) as f:
-                reason = f.read().strip() or "unreachable"
+                reason = (f.read().split() or ["unreachable"])[0]
         except OSError:
             continue
         if running:

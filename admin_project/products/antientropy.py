@@ -29,6 +29,7 @@ not invented (docs/operations.md, "Restoring the admin database", says what to d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -86,6 +87,10 @@ class Check:
     ahead: list[int] = field(default_factory=list)        # newer there than here
     unknown: list[int] = field(default_factory=list)      # there, never here
     in_flight: list[int] = field(default_factory=list)    # pending or recently sent: not drift
+    # drifted, but their event was sent twice already (the change and a repair or a resync)
+    # and is still not there: most likely parked (`dlq list`); not republished again by the
+    # relay's checks (a parked event would be parked again at every check)
+    not_landing: list[int] = field(default_factory=list)
     repaired: int = 0              # repair events queued
     deferred: int = 0              # drifted, repairable, left for a later check (its bounds)
     complete: bool = True          # every id compared
@@ -115,6 +120,8 @@ class Check:
                 f"{self.requests} requests, {self.drifted} drifted"
                 + (f" ({kinds})" if kinds else "")
                 + (f", {len(self.in_flight)} in flight (not repaired)" if self.in_flight else "")
+                + (f", {len(self.not_landing)} not republished again (sent twice already and "
+                   "still not there: parked? `dlq list`)" if self.not_landing else "")
                 + f", {self.repaired} repaired"
                 + (f", {self.deferred} left for the next check" if self.deferred else "")
                 + f", {self.seconds:.1f} s" + extra
@@ -198,7 +205,33 @@ def _in_flight(wanted: dict[int, int], grace: float) -> set[int]:
         return {int(r[0]) for r in cur.fetchall()}
 
 
+def _sent_twice(wanted: dict[int, int]) -> set[int]:
+    """Of ``wanted`` (id -> the version this side holds), the ids whose event at that version
+    was sent at least twice (the change, then a repair or a resync: the outbox keeps sent rows
+    for ADMIN_OUTBOX_RETENTION_HOURS)."""
+    if not wanted:
+        return set()
+    ids = list(wanted)
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT o.product_id FROM {OUTBOX_TABLE} o "
+                    f"JOIN unnest(%s::bigint[], %s::bigint[]) AS w(id, version) "
+                    f"ON o.product_id = w.id AND o.version = w.version "
+                    f"WHERE o.sent_at IS NOT NULL GROUP BY o.product_id HAVING count(*) >= 2",
+                    [ids, [wanted[i] for i in ids]])
+        return {int(r[0]) for r in cur.fetchall()}
+
+
 # --- the catalog's --------------------------------------------------------------------------
+
+# what reading a JSON answer of the wrong shape raises (a list for an object, a string for a
+# number, a huge or fractional number, ...): the catalog is unreadable, never a crash
+ANSWER_ERRORS = (KeyError, IndexError, TypeError, ValueError, OverflowError, AttributeError)
+UNAVAILABLE_TRIES = 3  # 503s in a row before the catalog counts as unreadable
+
+
+def _no_constant(name: str):
+    raise ValueError(f"not JSON: {name}")  # NaN, Infinity: Python's json accepts them
+
 
 def _retry_after(value: str | None) -> float:
     try:
@@ -224,6 +257,7 @@ class _Catalog:
         are asked again after their Retry-After, within the check's budget; a range too costly
         for the catalog's statement timeout is _TooCostly; anything else but the expected JSON
         is CatalogUnavailable."""
+        unavailable = 0
         while True:
             self.check.requests += 1
             deadline = time.monotonic() + self.timeout
@@ -240,12 +274,20 @@ class _Catalog:
                     if status not in (429, 503) and not (
                             status == 400 and b"range_too_costly" in body):
                         resp.raise_for_status()
-                        return json.loads(body)
-            except (requests.RequestException, ValueError) as exc:
+                        return json.loads(body, parse_constant=_no_constant)
+            except (requests.RequestException, ValueError, RecursionError) as exc:
                 raise CatalogUnavailable(f"{self.base}{path}: {exc}") from exc
             if status == 400:
                 raise _TooCostly()
-            self.wait(_retry_after(retry_after))  # throttled (429) or busy (503): ask again
+            if status == 503:
+                # the catalog answers 503 when its database is unavailable (its busy answer is
+                # 429): asked again a few times (a proxy's passing 503), then unreadable
+                unavailable += 1
+                if unavailable >= UNAVAILABLE_TRIES:
+                    raise CatalogUnavailable(
+                        f"{self.base}{path}: 503 {UNAVAILABLE_TRIES} times in a row "
+                        f"({bytes(body[:200]).decode('utf-8', 'replace')!r})")
+            self.wait(_retry_after(retry_after))  # throttled (429) or unavailable: ask again
 
     def parts(self, start: int, end: int, parts: int,
               max_rows: int) -> tuple[int, dict[int, digest.Part], int]:
@@ -257,7 +299,7 @@ class _Catalog:
                                                   int(p["count"]), str(p["digest"]))
                      for p in body["parts"]}
             max_id = int(body["max_id"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except ANSWER_ERRORS as exc:
             raise CatalogUnavailable(f"{self.base}: not a digest answer ({exc!r})") from exc
         if not start < covered <= end:
             raise CatalogUnavailable(f"{self.base}: the answer for [{start}, {end}) stops at "
@@ -276,7 +318,7 @@ class _Catalog:
                 out.update({int(r["id"]): (int(r["version"]), bool(r["deleted"]), str(r["hash"]))
                             for r in page["rows"]})
                 nxt = page["next"]
-            except (KeyError, TypeError, ValueError) as exc:
+            except ANSWER_ERRORS as exc:
                 raise CatalogUnavailable(f"{self.base}rows/: not a rows answer ({exc!r})") \
                     from exc
             if nxt is not None and (not isinstance(nxt, int) or not lo < nxt <= end):
@@ -324,8 +366,9 @@ class _Run:
 
     def __init__(self, *, check: Check, catalog_url: str, timeout: float, parts: int,
                  max_rows: int, deadline: float, sleep: Callable[[float], object], repair: bool,
-                 grace: float, max_repairs: int, max_pending: int):
+                 grace: float, max_repairs: int, max_pending: int, again: bool):
         self.check = check
+        self.again = again  # republish events sent twice already (the commands: a person asked)
         self.catalog = _Catalog(catalog_url, timeout, check, self._wait)
         self.parts, self.max_rows, self.deadline, self.sleep = parts, max_rows, deadline, sleep
         self.repair, self.grace = repair, grace
@@ -435,6 +478,8 @@ class _Run:
     def _found(self, found: list[tuple[str, int, int | None]]) -> None:
         wanted = {pid: v for kind, pid, v in found if kind in self.REPUBLISH}
         flying = _in_flight(wanted, self.grace)
+        stuck = (set() if self.again or not self.repair else
+                 _sent_twice({pid: v for pid, v in wanted.items() if pid not in flying}))
         for kind, pid, version in found:
             if pid in flying:
                 self.check.in_flight.append(pid)
@@ -442,7 +487,9 @@ class _Run:
             getattr(self.check, kind).append(pid)
             if not self.repair:
                 continue
-            if kind in self.REPUBLISH:
+            if pid in stuck:
+                self.check.not_landing.append(pid)
+            elif kind in self.REPUBLISH:
                 self.republish.append(pid)
             elif kind == "content":
                 self.raise_.append((pid, version))
@@ -511,13 +558,15 @@ def products_antientropy_check(*, catalog_url: str, repair: bool = True,
                                max_rows: int = digest.MAX_DIGEST_ROWS, timeout: float = 30.0,
                                max_seconds: float | None = None, grace: float | None = None,
                                max_repairs: int | None = None, max_pending: int | None = None,
-                               start_at: int = 1,
+                               start_at: int = 1, again: bool = True,
                                sleep: Callable[[float], object] = time.sleep) -> Check:
     """Compare every product id with the catalog by range digests, from ``start_at`` to the
     highest id and then from 1 up to ``start_at``; repair what drifted as it is found
     (``repair``). Stops after ``max_seconds`` (``complete`` False, ``stopped_at`` where).
     Raises CatalogUnavailable (with ``.check``, its repairs done) when the catalog cannot be
-    read. Defaults: the ``ANTIENTROPY_*`` settings."""
+    read. ``again`` False (the relay's periodic checks): an event sent twice already that is
+    still not there is reported (``not_landing``), not republished once more. Defaults: the
+    ``ANTIENTROPY_*`` settings."""
     started = time.monotonic()
     max_seconds = settings.ANTIENTROPY_MAX_SECONDS if max_seconds is None else max_seconds
     check = Check()
@@ -527,7 +576,7 @@ def products_antientropy_check(*, catalog_url: str, repair: bool = True,
                max_repairs=(settings.ANTIENTROPY_MAX_REPAIRS if max_repairs is None
                             else max_repairs),
                max_pending=(settings.ANTIENTROPY_MAX_PENDING if max_pending is None
-                            else max_pending))
+                            else max_pending), again=again)
     top = _local_max_id() + 1
     start_at = start_at if 1 < start_at < top else 1
     check.start_at = run.position = start_at
@@ -553,7 +602,7 @@ def products_antientropy_check(*, catalog_url: str, repair: bool = True,
     finally:
         run.close()
     run.flush(final=True)
-    for kind in (*Check.KINDS, "in_flight"):
+    for kind in (*Check.KINDS, "in_flight", "not_landing"):
         getattr(check, kind).sort()
     check.seconds = time.monotonic() - started
     return check
@@ -611,6 +660,10 @@ def _metrics():
                            "the outbox or sent within the grace): not drift, not repaired."),
         "repaired": Counter("antientropy_repaired_products",
                             "Products republished or raised by anti-entropy checks."),
+        "not_landing": Gauge("antientropy_not_landing_products",
+                             "Drifted products the last check did not republish again: their "
+                             "event was sent twice already and is still not in the catalog "
+                             "(most likely parked: `dlq list`)."),
         "deferred": Gauge("antientropy_deferred_products",
                           "Drifted products the last check left for the next one (its repair "
                           "bounds)."),
@@ -693,7 +746,7 @@ def antientropy_forever(*, stop, every: float, catalog_url: str) -> None:
         close_old_connections()
         try:
             check = antientropy_check_locked(catalog_url=catalog_url, start_at=resume,
-                                             max_seconds=budget, sleep=stop.wait)
+                                             max_seconds=budget, sleep=stop.wait, again=False)
         except CatalogUnavailable as exc:
             m["checks"].labels("catalog_unavailable").inc()
             partial = exc.check
@@ -710,6 +763,10 @@ def antientropy_forever(*, stop, every: float, catalog_url: str) -> None:
             m["checks"].labels("error").inc()
             logger.exception("anti-entropy check failed; will retry in %gs", every)
             failing = True
+            # a new session next time: one that failed may keep what made it fail (a database
+            # made read-only keeps its sessions read-only until they are replaced)
+            with contextlib.suppress(Exception):
+                connection.close()
             continue
         finally:
             close_old_connections()
@@ -720,7 +777,9 @@ def antientropy_forever(*, stop, every: float, catalog_url: str) -> None:
             logger.info("anti-entropy: checks work again")
         failing = False
         m["checks"].labels("ok" if check.complete else "incomplete").inc()
-        m["last"].set_to_current_time()
+        if check.complete or check.compared:  # a check that compared nothing is no success
+            m["last"].set_to_current_time()
+        m["not_landing"].set(len(check.not_landing))
         m["duration"].set(check.seconds)
         m["rows"].observe(check.rows_read)
         m["repaired"].inc(check.repaired)

@@ -23,7 +23,8 @@ class FakeCatalog:
         self.rows: dict[int, tuple] = {}
         self.rate: tuple[int, float] | None = None  # (requests, per seconds), like DRF's
         self.too_costly_above: int | None = None    # rows a digest may cover
-        self.busy = 0                               # answer 503 this many times first
+        self.busy = 0                               # answer 503 this many times first (its
+        #                                             database unavailable: the real one)
         self.requests: list[tuple[str, dict, int]] = []
         self._times: list[float] = []
         self._lock = threading.Lock()

@@ -310,3 +310,71 @@ def test_an_unreadable_admin_database_is_one_line_and_exit_4(command, tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
     assert lines[0].startswith(f"{command}: admin database unreadable: OperationalError")
+
+
+def test_a_catalog_whose_database_is_down_is_unreadable_at_once_not_waited_for(catalog):
+    """The catalog answers 503 while its database is unavailable (its busy answer is 429): the
+    third in a row makes it unreadable (exit 2, ``catalog_unavailable``) instead of a check
+    that waits out its whole budget and counts as a success having compared nothing."""
+    products(range(1, 50))
+    catalog.copy_admin()
+    catalog.busy = 1000
+    started = time.monotonic()
+    with pytest.raises(antientropy.CatalogUnavailable, match="503 3 times in a row"):
+        check(catalog, max_seconds=120)
+    assert time.monotonic() - started < 30
+    assert sum(1 for *_, status in catalog.requests if status == 503) == 3
+
+
+@pytest.mark.parametrize("path", ["", "rows/"])
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), -float("inf"), "12", None, [1],
+                                   {"a": 1}, 2.5, 10**40, True])
+def test_any_malformed_catalog_answer_is_unreadable_not_a_crash(catalog, monkeypatch, path,
+                                                                value):
+    """Every field of both answers replaced by values of the wrong kind (Infinity and NaN are
+    what Python's json writes and reads for floats it cannot represent): CatalogUnavailable,
+    never another exception (which the commands would report as drift, exit 1)."""
+    products(range(1, 50))
+    catalog.copy_admin()
+    catalog.rows[7] = (1, False, "edited", "", "3.00", "")  # the check reads rows there
+    real = catalog.answer
+
+    def answer(p, q):
+        status, headers, body = real(p, q)
+        if p == path and status == 200:
+            for key in list(body):
+                body = body | {key: value}
+                if key in ("parts", "rows"):
+                    body = body | {key: [value]}
+        return status, headers, body
+
+    monkeypatch.setattr(catalog, "answer", answer)
+    try:
+        check(catalog)
+    except antientropy.CatalogUnavailable:
+        pass  # what the commands report in one line, exit 2
+
+
+def test_an_event_sent_twice_that_never_lands_is_not_republished_by_the_relays_checks(catalog):
+    """A parked event (a value the catalog refuses) is missing at every check: republished at
+    each one, it was parked again each time and the DLQ grew without end. The relay's checks
+    republish an event at most until it was sent twice, then report it (``not_landing``); a
+    person's ``reconcile --repair`` republishes it whatever was sent before."""
+    products(range(1, 4))
+    catalog.copy_admin()
+    catalog.rows.pop(2)
+
+    def sent_long_ago():
+        OutboxEvent.objects.update(sent_at=timezone.now() - timedelta(hours=2))
+
+    first = check(catalog, again=False)  # no outbox row for it (sent long ago, purged)
+    assert first.missing == [2] and first.repaired == 1 and first.not_landing == []
+    sent_long_ago()
+    second = check(catalog, again=False)  # sent once: once more
+    assert second.missing == [2] and second.repaired == 1 and second.not_landing == []
+    sent_long_ago()
+    third = check(catalog, again=False)   # sent twice and still not there: reported
+    assert third.missing == [2] and third.repaired == 0 and third.not_landing == [2]
+    assert "1 not republished again (sent twice already" in third.summary()
+    assert OutboxEvent.objects.count() == 2
+    assert check(catalog).repaired == 1   # a person asked (the commands' default)

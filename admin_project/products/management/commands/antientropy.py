@@ -34,7 +34,10 @@ def run_check(command, name: str, *, catalog_url: str, repair: bool, grace: floa
         check = antientropy_check_locked(catalog_url=catalog_url, repair=repair, grace=grace,
                                          max_seconds=max_seconds, wait=wait)
     except (DatabaseError, InterfaceError) as exc:  # this side's own database
-        command.stderr.write(f"{name}: admin database unreadable: {type(exc).__name__}: "
+        code = getattr(exc, "pgcode", None) or getattr(exc.__cause__, "pgcode", None)
+        what = ("refuses writes (read-only: the repairs could not be queued; without --repair "
+                "the check only reads)" if code == "25006" else "unreadable")
+        command.stderr.write(f"{name}: admin database {what}: {type(exc).__name__}: "
                              f"{' '.join(str(exc).split())[:300]}")
         raise SystemExit(ADMIN_UNREADABLE) from None
     except CatalogUnavailable as exc:
@@ -75,7 +78,7 @@ class Command(BaseCommand):
         check = run_check(self, "antientropy", catalog_url=catalog_url, repair=not no_repair,
                           grace=grace, max_seconds=max_seconds, wait=wait)
         self.stdout.write(check.summary() + (f" (trace id {trace_id})" if check.repaired else ""))
-        for kind in (*check.KINDS, "in_flight"):
+        for kind in (*check.KINDS, "in_flight", "not_landing"):
             ids = getattr(check, kind)
             if ids:
                 more = " ..." if len(ids) > 20 else ""
