@@ -66,13 +66,16 @@ def subscriber_broker_urls(env: environ.Env, default: str, names) -> dict[str, s
     return {name: env(f"{name.upper()}_BROKER_URL", default="") or default for name in names}
 
 
-def databases(env: environ.Env, prefix: str, default_url: str) -> dict:
+def databases(env: environ.Env, prefix: str, default_url: str,
+              lock_timeout_seconds: float = 0.0) -> dict:
     """DATABASES: ``<prefix>_DATABASE_URL``, with persistent connections
     (``<prefix>_DB_CONN_MAX_AGE`` seconds) that are health-checked before reuse, and every wait
     bounded (docs/operations.md, "A black-holed database"): libpq's connect timeout, TCP
     keepalives and tcp_user_timeout, the server's statement_timeout and
     idle_in_transaction_session_timeout, and the backend's own answer deadline
-    (``common.postgresql``; ``<prefix>_DB_ANSWER_TIMEOUT_SECONDS``, 0 = none)."""
+    (``common.postgresql``; ``<prefix>_DB_ANSWER_TIMEOUT_SECONDS``, 0 = none); and the server's
+    lock_timeout (``<prefix>_DB_LOCK_TIMEOUT_SECONDS``, default ``lock_timeout_seconds``, 0 =
+    none): how long a statement waits for a row or table lock before it fails."""
     default = env.db_url(f"{prefix}_DATABASE_URL", default=default_url)
     if default["ENGINE"] == "django.db.backends.postgresql":
         default["ENGINE"] = "common.postgresql"
@@ -85,6 +88,7 @@ def databases(env: environ.Env, prefix: str, default_url: str) -> dict:
 
     statement_ms = ms(f"{prefix}_DB_STATEMENT_TIMEOUT_SECONDS", 30.0)
     idle_tx_ms = ms(f"{prefix}_DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS", 60.0)
+    lock_ms = ms(f"{prefix}_DB_LOCK_TIMEOUT_SECONDS", lock_timeout_seconds)
     default.setdefault("OPTIONS", {}).update({
         "connect_timeout": env.int(f"{prefix}_DB_CONNECT_TIMEOUT_SECONDS", default=5),
         "keepalives": 1,
@@ -93,7 +97,8 @@ def databases(env: environ.Env, prefix: str, default_url: str) -> dict:
         "keepalives_count": env.int(f"{prefix}_DB_KEEPALIVES_COUNT", default=3),
         "tcp_user_timeout": ms(f"{prefix}_DB_TCP_USER_TIMEOUT_SECONDS", 30.0),
         "options": (f"-c statement_timeout={statement_ms} "
-                    f"-c idle_in_transaction_session_timeout={idle_tx_ms}"),
+                    f"-c idle_in_transaction_session_timeout={idle_tx_ms}"
+                    + (f" -c lock_timeout={lock_ms}" if lock_ms > 0 else "")),
     })
     return {"default": default}
 

@@ -29,7 +29,7 @@ from common.trace import trace_id_set
 from product_events import contract
 from workers import confirming, parking, pool
 from workers.confirming import confirming_producer, publish_options
-from workers.errors import CONNECTION_ERRORS, transient
+from workers.errors import CONNECTION_ERRORS, sqlstate, transient
 from workers.grouping import GroupFailed
 
 logger = logging.getLogger("workers.handling")
@@ -214,7 +214,11 @@ class ProductEventsTask(Task):
                 reachable = database_reachable()
                 if not reachable or now - first_failure >= 1.0:  # not a passing deadlock
                     pause_begin(self.subscriber, exc, reachable=reachable)
-                if now >= deadline:
+                if now >= deadline or (sqlstate(exc) == LOCK_NOT_AVAILABLE
+                                       and now - first_failure >= LOCK_HOLD_SECONDS):
+                    # a row lock may be held for long: its message goes round the delay queue
+                    # rather than keep a pool thread (the next messages for that row would
+                    # take every thread, one by one, and the worker would stop)
                     raise
                 if reachable:
                     time.sleep(min(pause, deadline - now))
@@ -316,6 +320,10 @@ class ProductEventsTask(Task):
             self._park(invalid)
         trace_ids = sorted({ev.trace_id for ev in changed if ev.trace_id})
         return self._outcome(len(changed), stale, len(invalid), changed, trace_ids)
+
+
+LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout (CATALOG_DB_LOCK_TIMEOUT_SECONDS) ran out
+LOCK_HOLD_SECONDS = 5.0
 
 
 def _close_broken_db_connections() -> None:

@@ -55,8 +55,12 @@ TEMPLATES = [
     },
 ]
 
+# lock_timeout 2 s: a subscriber's write that meets a locked row fails fast and is held alone
+# (workers/handling.py), instead of holding up the writes it shares a transaction with (group
+# commit) for the whole statement timeout
 DATABASES = common.databases(env, "CATALOG",
-                             default_url="postgres://postgres@127.0.0.1:5432/products_catalog")
+                             default_url="postgres://postgres@127.0.0.1:5432/products_catalog",
+                             lock_timeout_seconds=2.0)
 
 STATIC_ROOT = REPO_DIR / "var" / "static" / "catalog_project"
 
