@@ -188,37 +188,32 @@ def _local_max_id() -> int:
     return int(n or 0)
 
 
-def _in_flight(wanted: dict[int, int], grace: float) -> set[int]:
-    """Of ``wanted`` (id -> the version this side holds), the ids with an outbox event at that
-    version or later that is pending (or set aside: sending it again would not help) or was sent
-    less than ``grace`` seconds ago."""
-    if not wanted:
-        return set()
-    ids = list(wanted)
-    with connection.cursor() as cur:
-        cur.execute(f"SELECT DISTINCT o.product_id FROM {OUTBOX_TABLE} o "
-                    f"JOIN unnest(%s::bigint[], %s::bigint[]) AS w(id, version) "
-                    f"ON o.product_id = w.id AND o.version >= w.version "
-                    f"WHERE o.sent_at IS NULL "
-                    f"OR o.sent_at > clock_timestamp() - %s * interval '1 second'",
-                    [ids, [wanted[i] for i in ids], grace])
-        return {int(r[0]) for r in cur.fetchall()}
-
-
-def _sent_twice(wanted: dict[int, int]) -> set[int]:
-    """Of ``wanted`` (id -> the version this side holds), the ids whose event at that version
-    was sent at least twice (the change, then a repair or a resync: the outbox keeps sent rows
-    for ADMIN_OUTBOX_RETENTION_HOURS)."""
+def _outbox_ids(wanted: dict[int, int], match: str, rest: str, *params) -> set[int]:
+    """Of ``wanted`` (id -> the version this side holds), the ids with outbox rows whose
+    version ``match``es (``o.version`` against ``w.version``) and that ``rest`` selects."""
     if not wanted:
         return set()
     ids = list(wanted)
     with connection.cursor() as cur:
         cur.execute(f"SELECT o.product_id FROM {OUTBOX_TABLE} o "
                     f"JOIN unnest(%s::bigint[], %s::bigint[]) AS w(id, version) "
-                    f"ON o.product_id = w.id AND o.version = w.version "
-                    f"WHERE o.sent_at IS NOT NULL GROUP BY o.product_id HAVING count(*) >= 2",
-                    [ids, [wanted[i] for i in ids]])
+                    f"ON o.product_id = w.id AND o.version {match} w.version {rest}",
+                    [ids, [wanted[i] for i in ids], *params])
         return {int(r[0]) for r in cur.fetchall()}
+
+
+def _in_flight(wanted: dict[int, int], grace: float) -> set[int]:
+    """The ids with an outbox event at the version held here or later that is pending (or set
+    aside: sending it again would not help) or was sent less than ``grace`` seconds ago."""
+    return _outbox_ids(wanted, ">=", "WHERE o.sent_at IS NULL OR o.sent_at > "
+                                     "clock_timestamp() - %s * interval '1 second'", grace)
+
+
+def _sent_twice(wanted: dict[int, int]) -> set[int]:
+    """The ids whose event at the version held here was sent at least twice (the change, then a
+    repair or a resync: the outbox keeps sent rows for ADMIN_OUTBOX_RETENTION_HOURS)."""
+    return _outbox_ids(wanted, "=", "WHERE o.sent_at IS NOT NULL "
+                                    "GROUP BY o.product_id HAVING count(*) >= 2")
 
 
 # --- the catalog's --------------------------------------------------------------------------

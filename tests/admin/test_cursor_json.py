@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from admin_project.products import serializers as product_serializers
 from admin_project.products.models import MAX, Product
 from common import pagination
+from harness.pages import pages_walk
 
 TEXT = st.characters(min_codepoint=1, exclude_categories=("Cs",))
 TRICKY = st.sampled_from(['"', "\\", "\n", "\x01", "\x1f", "\x7f", "\u2028", "\u2029",
@@ -38,22 +39,6 @@ PRODUCTS = st.fixed_dictionaries({
     "updated_at": TIMES})
 
 
-def walk(api, url: str) -> list[tuple[bytes, dict]]:
-    """Each page's content and headers (but the request id), following ``next`` to the end
-    and then ``previous`` back to the start."""
-    pages, body = [], None
-    for link in ("next", "previous"):
-        url = url if body is None else body["previous"]
-        while url:
-            r = api.get(url)
-            assert r.status_code == 200, r.content[:300]
-            pages.append((r.content, {k: v for k, v in r.headers.items()
-                                      if k != "X-Request-ID"}))
-            body = r.json()
-            url = body[link]
-    return pages
-
-
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(products=st.lists(PRODUCTS, max_size=9), page_size=st.integers(1, 4),
@@ -65,11 +50,11 @@ def test_a_cursor_page_is_the_bytes_drf_writes(api, monkeypatch, products, page_
         Product.objects.bulk_create([Product(**p) for p in products])
         with monkeypatch.context() as m:
             m.setattr(pagination.KeysetCursorPagination, "CHUNK", chunk)
-            fast = walk(api, url)
+            fast = pages_walk(api.get, url)
         with monkeypatch.context() as m:
             m.setattr(pagination.PageOrCursorPagination, "keyset_json_response",
                       lambda *args, **kwargs: None)
-            assert walk(api, url) == fast
+            assert pages_walk(api.get, url) == fast
         transaction.set_rollback(True)
 
 

@@ -21,6 +21,7 @@ from rest_framework.test import APIClient
 from catalog_project.catalog import serializers as catalog_serializers
 from catalog_project.catalog.models import MAX, Product
 from common import pagination
+from harness.pages import pages_walk
 
 pytestmark = pytest.mark.django_db
 
@@ -62,22 +63,6 @@ def store(ids: list[int], products: list[dict]) -> None:
         for i, p in zip(ids, products, strict=False)])
 
 
-def walk(url: str) -> list[tuple[bytes, dict]]:
-    """Each page's content and headers (but the request id), following ``next`` to the end
-    and then ``previous`` back to the start."""
-    client, pages, body = APIClient(), [], None
-    for link in ("next", "previous"):
-        url = url if body is None else body["previous"]
-        while url:
-            r = client.get(url)
-            assert r.status_code == 200, r.content[:300]
-            pages.append((r.content, {k: v for k, v in r.headers.items()
-                                      if k != "X-Request-ID"}))
-            body = r.json()
-            url = body[link]
-    return pages
-
-
 def drf_only(monkeypatch) -> None:
     monkeypatch.setattr(pagination.PageOrCursorPagination, "keyset_json_response",
                         lambda *args, **kwargs: None)
@@ -96,10 +81,10 @@ def test_a_cursor_page_is_the_bytes_drf_writes(monkeypatch, ids, products, page_
         store(ids, products)
         with monkeypatch.context() as m:
             m.setattr(pagination.KeysetCursorPagination, "CHUNK", chunk)
-            fast = walk(url)
+            fast = pages_walk(APIClient().get, url)
         with monkeypatch.context() as m:
             drf_only(m)
-            assert walk(url) == fast
+            assert pages_walk(APIClient().get, url) == fast
         transaction.set_rollback(True)
 
 
@@ -111,10 +96,10 @@ def test_times_in_another_current_time_zone_are_written_as_drf_writes_them(monke
                                  dt.datetime(1, 1, 1, 5, 0, 0, 5, tzinfo=dt.UTC),
                                  dt.datetime(2026, 1, 1, 0, 0, 0, 120000, tzinfo=dt.UTC))])
     with timezone.override(zone):
-        fast = walk("/api/products/?cursor=&page_size=2")
+        fast = pages_walk(APIClient().get, "/api/products/?cursor=&page_size=2")
         with monkeypatch.context() as m:
             drf_only(m)
-            assert walk("/api/products/?cursor=&page_size=2") == fast
+            assert pages_walk(APIClient().get, "/api/products/?cursor=&page_size=2") == fast
 
 
 def test_the_fast_path_builds_no_model_instance_and_runs_no_serializer(monkeypatch):
