@@ -39,6 +39,17 @@ class Claim(NamedTuple):
 # one), so a run of large events never loads more than about ``max_bytes`` into the relay.
 # Rows locked but not taken stay locked until the commit; the next claim takes them. The columns
 # follow ClaimedEvent's fields, then how many rows were locked.
+#
+# The pending rows are read in id order through outbox_pending_idx, never by a bitmap scan (SET
+# LOCAL: this transaction only). A sent row leaves its entry in that partial index until a
+# vacuum, and after a resync or a long outage those are most of it. Without statistics (a table
+# never analyzed: a new database, autovacuum behind or off) the planner chose a bitmap scan from
+# about 100,000 rows on: it visits the heap for every such entry on every claim and never marks
+# them dead, so every claim, and every count of the backlog, grew with the table. An index scan
+# in id order marks them dead once, steps over them after that and stops after ``limit`` rows.
+# Measured 2026-12-07, resync of 1,000,000 products on a fresh database, end to end: 449 s
+# before, 107 s with the index order (tests/admin/test_relay_limits.py checks the plan).
+_INDEX_ORDER = "SET LOCAL enable_bitmapscan = off;"
 _CLAIM = f"""
 WITH locked AS (
     SELECT id, size FROM {TABLE} WHERE {PENDING_SQL}
@@ -59,7 +70,7 @@ _SET_ASIDE = (f"UPDATE {TABLE} SET sent_at = NULL, set_aside_at = now(), set_asi
 def outbox_claim(*, cursor, limit: int, max_bytes: int) -> Claim:
     """Claim pending rows in id order (up to ``limit`` rows and about ``max_bytes`` of payload),
     inside the cursor's transaction."""
-    cursor.execute(_CLAIM, {"limit": limit, "max_bytes": max_bytes})
+    cursor.execute(_INDEX_ORDER + _CLAIM, {"limit": limit, "max_bytes": max_bytes})
     fetched = cursor.fetchall()
     if not fetched:
         return Claim([], False)

@@ -240,3 +240,36 @@ def test_any_outbox_row_is_published_or_set_aside(bus_queue, settings, rows):  #
     assert len(events_of(messages)) == published == sum(1 for f in found if f[3])
     assert aside == sum(1 for f in found if f[4])
     assert all(len(m.body) <= 64_000 for m in messages)
+
+
+def _plan_nodes(plan: dict):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+def test_a_claim_steps_over_sent_rows_in_index_order_not_by_a_bitmap_scan():
+    """A sent row stays in the pending index until a vacuum (after a resync, most of it). On an
+    outbox the planner has no statistics for (never analyzed: a new database, autovacuum behind
+    or off), from about 100,000 rows it chose a bitmap scan, which visits the heap for every
+    entry on every claim and never marks the sent ones dead: a 1,000,000-product resync took
+    449 s end to end instead of 107 s (2026-12-07). The claim reads the index in id order."""
+    from admin_project.outbox import claim
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {TABLE} (event_id, type, product_id, version, payload, occurred_at,"
+            " size) SELECT gen_random_uuid(), %s, g, 1, '{}'::jsonb, now(), 2"
+            " FROM generate_series(1, 150000) g", [contract.PRODUCT_UPDATED])
+        cursor.execute(f"UPDATE {TABLE} SET sent_at = now() WHERE product_id <= 149995")
+        params = {"limit": 1000, "max_bytes": 1 << 20}
+        with transaction.atomic():
+            cursor.execute(claim._INDEX_ORDER)
+            cursor.execute("EXPLAIN (FORMAT JSON) " + claim._CLAIM, params)
+            (plan,) = cursor.fetchone()[0]
+        nodes = [node["Node Type"] for node in _plan_nodes(plan["Plan"])]
+        assert "Bitmap Heap Scan" not in nodes and "Index Scan" in nodes, nodes
+        with transaction.atomic():
+            claimed = claim.outbox_claim(cursor=cursor, limit=1000, max_bytes=1 << 20)
+    assert [row.product_id for row in claimed.rows] == list(range(149996, 150001))
+    assert not claimed.more
