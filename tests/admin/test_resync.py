@@ -88,6 +88,45 @@ def test_resync_is_throttled_and_waits_for_the_relay():
     assert pending_waits  # paused while more than 5 events were pending
 
 
+
+def test_the_backlog_is_counted_when_it_could_pass_the_limit_not_before_every_batch(monkeypatch):
+    """Counting the pending outbox before every batch cost ~12 ms a count once a resync had
+    filled a large outbox: the count runs when the last count plus what resync queued since
+    could pass --max-pending, and at least every RECOUNT_SECONDS (live changes)."""
+    make(20)
+    OutboxEvent.objects.all().delete()
+    counts = []
+    real_count = resync.outbox_pending_count
+
+    def counted():
+        counts.append(real_count())
+        return counts[-1]
+
+    monkeypatch.setattr(resync, "outbox_pending_count", counted)
+    monkeypatch.setattr(resync, "RECOUNT_SECONDS", 3600)
+    assert resync.products_resync(batch_size=2, max_pending=1000, restart=True) == 20
+    assert counts == [0]  # 10 batches, one count: 20 events never come near 1,000
+
+    # a limit the batches reach: counted again each time the bound would pass it; the relay
+    # (the fake sleep) takes the backlog away
+    OutboxEvent.objects.all().delete()
+    counts.clear()
+
+    def relay_catches_up(_seconds):
+        OutboxEvent.objects.filter(sent_at__isnull=True).update(sent_at=timezone.now())
+
+    assert resync.products_resync(batch_size=2, max_pending=6, restart=True,
+                                  sleep=relay_catches_up) == 20
+    assert 3 <= len(counts) < 20 and max(counts) <= 6, counts
+
+    # and at least every RECOUNT_SECONDS: a change made meanwhile by someone else is seen
+    OutboxEvent.objects.all().delete()
+    counts.clear()
+    monkeypatch.setattr(resync, "RECOUNT_SECONDS", 0)
+    assert resync.products_resync(batch_size=2, max_pending=1000, restart=True) == 20
+    assert counts == list(range(0, 22, 2))  # before every batch (and the last, empty, one)
+
+
 def test_republish_given_ids_including_a_deleted_one():
     ids = make(3)
     services.product_delete(product_id=ids[0])
