@@ -24,24 +24,36 @@ CHECKPOINT = "all-products"
 RECOUNT_SECONDS = 1.0
 
 
-def _items_for(products: Iterable[Product],
+_ID = services.SNAPSHOT_COLUMNS.index("id")
+_VERSION = services.SNAPSHOT_COLUMNS.index("version")
+
+
+def _items_for(products: Iterable[tuple],
                tombstones: Iterable[ProductTombstone]) -> list[EventItem]:
+    """The events of ``products`` (rows of ``services.SNAPSHOT_COLUMNS``: tuples, not model
+    instances, ~5 us a product less in a resync) and ``tombstones``, in product id order."""
     # occurred_at of a republished change is when it is published again (its data keeps the
     # change's own updated_at): the outbox age and the subscribers' lag measure the delivery,
     # not how old the product is (an old updated_at made every resync fire the lag alerts)
     now = timezone.now()
-    items = [EventItem(contract.PRODUCT_CREATED if p.version == 1 else contract.PRODUCT_UPDATED,
-                       p.pk, p.version, now, services.product_snapshot(product=p))
-             for p in products]
+    snapshot = services.product_snapshot_row
+    items = [EventItem(contract.PRODUCT_CREATED if row[_VERSION] == 1
+                       else contract.PRODUCT_UPDATED, row[_ID], row[_VERSION], now, snapshot(row))
+             for row in products]
     items += [EventItem(contract.PRODUCT_DELETED, t.product_id, t.version, now, t.data)
               for t in tombstones]
     return sorted(items, key=lambda item: item[1])
 
 
+def _product_rows(queryset) -> list[tuple]:
+    return list(queryset.values_list(*services.SNAPSHOT_COLUMNS))
+
+
 def products_republish(*, product_ids: list[int]) -> int:
     """Queue the current state (or the deletion) of the given products. Returns events queued."""
     with transaction.atomic():
-        items = _items_for(Product.objects.filter(pk__in=product_ids).order_by("pk"),
+        items = _items_for(_product_rows(Product.objects.filter(pk__in=product_ids)
+                                         .order_by("pk")),
                            ProductTombstone.objects.filter(product_id__in=product_ids))
         if items:
             outbox_events_record(items=items)
@@ -53,7 +65,7 @@ def _next_batch(after: int, size: int) -> tuple[list[EventItem], bool]:
     tombstones merged in id order (at most ``size`` events), and whether none is left after
     them. An id both live and deleted (not made by the admin, but a restore could leave one)
     sends its newer version only: one event per id."""
-    products = list(Product.objects.filter(pk__gt=after).order_by("pk")[:size])
+    products = _product_rows(Product.objects.filter(pk__gt=after).order_by("pk")[:size])
     tombstones = list(ProductTombstone.objects.filter(product_id__gt=after)
                       .order_by("product_id")[:size])
     by_id: dict[int, EventItem] = {}

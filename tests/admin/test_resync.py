@@ -190,3 +190,19 @@ def test_resync_twice_records_the_same_event_ids():
     assert {r[:3] for r in rows} >= current
     for t, pid, v, event_id in rows:
         assert str(event_id) == contract.event_id_for(t, pid, v)
+
+
+def test_resync_reads_rows_whose_snapshot_is_the_models_snapshot():
+    """Resync and republish read products as rows of SNAPSHOT_COLUMNS (no model instances): each
+    row's snapshot is exactly what the model instance gives, field for field."""
+    ids = make(3)
+    services.product_update(product_id=ids[1], data={"price": Decimal("0.10"),
+                                                     "description": "ü\u2028\"x\"\n"})
+    services.product_update(product_id=ids[2], data={"price": Decimal("-0.00")})
+    rows = Product.objects.order_by("pk").values_list(*services.SNAPSHOT_COLUMNS)
+    for row, product in zip(rows, Product.objects.order_by("pk"), strict=True):
+        assert services.product_snapshot_row(row) == services.product_snapshot(product=product)
+    OutboxEvent.objects.all().delete()
+    assert resync.products_republish(product_ids=ids) == 3
+    sent = {e.product_id: e.payload["data"] for e in OutboxEvent.objects.all()}
+    assert sent == {p.pk: services.product_snapshot(product=p) for p in Product.objects.all()}
