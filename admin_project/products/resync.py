@@ -96,7 +96,7 @@ def products_resync(*, batch_size: int = 500, rate: float | None = None,
     ``max_pending``, and at least every ``RECOUNT_SECONDS``: not before every batch. A count
     reads every entry of the pending index, and the rows the relay sent stay there until a
     vacuum: counting before each of the 2,000 batches of a 1,000,000-product resync took 8.8 s
-    of its 106 s (4 ms a count; up to 430 ms a count in another run), about 100 counts now."""
+    of its 106 s (4 ms a count; up to 500 ms a count in another run), about 100 counts now."""
     if batch_size < 1 or max_pending < 0:
         raise ValueError("batch_size must be >= 1 and max_pending >= 0")
     size = min(batch_size, max_pending) if max_pending else batch_size
