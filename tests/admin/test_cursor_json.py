@@ -30,7 +30,9 @@ TIMES = st.one_of(
 
 
 def text(max_size: int):
-    return st.lists(st.one_of(TEXT, TRICKY), max_size=max_size).map("".join)
+    """Up to ``max_size`` characters (a tricky piece may be several: the text is cut)."""
+    return st.lists(st.one_of(TEXT, TRICKY), max_size=max_size).map(
+        lambda pieces: "".join(pieces)[:max_size])
 
 
 PRODUCTS = st.fixed_dictionaries({

@@ -33,7 +33,9 @@ TRICKY = st.sampled_from(['"', "\\", "\n", "\r", "\t", "\b", "\f", "\x01", "\x1f
 
 
 def text(max_size: int):
-    return st.lists(st.one_of(TEXT, TRICKY), max_size=max_size).map("".join)
+    """Up to ``max_size`` characters (a tricky piece may be several: the text is cut)."""
+    return st.lists(st.one_of(TEXT, TRICKY), max_size=max_size).map(
+        lambda pieces: "".join(pieces)[:max_size])
 
 
 PRICES = st.one_of(
