@@ -6,9 +6,10 @@ from collections.abc import Callable
 from datetime import UTC
 from decimal import Decimal
 from functools import cache
-from json.encoder import encode_basestring
+from operator import itemgetter
 from urllib import parse
 
+import msgspec
 from django.db import connections
 from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
@@ -34,6 +35,9 @@ def ascii_int(raw: str | None, *, maximum: int) -> int | None:
 
 logger = logging.getLogger("common.pagination")
 _DIGITS = re.compile(r"[0-9]{1,19}")
+_first = itemgetter(0)  # a values_list() row's ordering column
+_encode = msgspec.json.Encoder().encode
+_raw = msgspec.Raw
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{0,200}={0,2}")
 
 
@@ -90,7 +94,7 @@ class KeysetCursorPagination(CursorPagination):
     # characters, 2,500 rows are ~108 MB of Python text (27 MB in 1-byte ones); fewer cost one
     # more query per 2,500 rows (CHUNK 1,000: +15% a 10,000-row page on a loaded machine)
     CHUNK = 2500
-    BUDGET = 4_000_000  # characters of JSON a page of paginate_rows reaches at most (+1 row)
+    BUDGET = 4_000_000  # bytes of JSON a page of paginate_rows reaches at most (+1 row)
 
     def decode_cursor(self, request):
         raw = request.query_params.getlist(self.cursor_query_param)
@@ -104,25 +108,30 @@ class KeysetCursorPagination(CursorPagination):
             raise NotFound(self.invalid_cursor_message)
         return cursor
 
+    _page_of_positions = False  # paginate_rows: self.page holds the rows' positions
+
     def _get_position_from_instance(self, instance, ordering):
         if isinstance(instance, tuple):  # a values_list() row: the ordering field comes first
             return str(instance[0])
+        if self._page_of_positions:  # an ordering column's value (no tuple a row: no GC work)
+            return str(instance)
         return super()._get_position_from_instance(instance, ordering)
 
     def paginate_rows(self, queryset: QuerySet, request, view,
-                      write: Callable[[list[tuple]], list[str]]) -> list[str]:
+                      write: Callable[[list[tuple]], bytes]) -> list[bytes]:
         """``paginate_queryset`` for rows written as they are read (``keyset_json_response``):
         DRF's decisions (ordering, cursor position and offset, the row after the page, what
         ``next`` and ``previous`` point at), DRF's query when the page fits in one chunk; the
-        texts ``write`` makes of the page's rows, in page order. ``queryset`` is a
-        ``values_list`` whose first column is the ordering field.
+        JSON arrays ``write`` makes of the page's rows, a chunk's rows each, in page order
+        (``RowWriter.join`` makes them one). ``queryset`` is a ``values_list`` whose first
+        column is the ordering field.
 
         The rows are read ``CHUNK`` at a time (``id > <last id read>``: one more keyset query
-        each), and the page ends early, at a row, once its text reaches ``BUDGET``
-        characters; the row after it is then where ``next`` starts, as after a full page. So
-        a page of ``max_page_size`` rows holds at most ``CHUNK`` rows, its ids and about
-        ``BUDGET`` characters of JSON at once in memory, however long the products' texts are
-        (the contract allows 10,764 characters a product)."""
+        each), and the page ends early, at a row, once its JSON reaches ``BUDGET`` bytes; the
+        row after it is then where ``next`` starts, as after a full page. So a page of
+        ``max_page_size`` rows holds at most ``CHUNK`` rows, its ids and about ``BUDGET``
+        bytes of JSON at once in memory, however long the products' texts are (the contract
+        allows 10,764 characters a product)."""
         self.request = request
         self.page_size = self.get_page_size(request)
         self.base_url = request.build_absolute_uri()
@@ -144,18 +153,21 @@ class KeysetCursorPagination(CursorPagination):
             chunk = queryset if position is None else queryset.filter(**{after: position})
             chunk = list(chunk[skip:skip + limit])
             keep = 0 if full else min(self.page_size - len(ids), len(chunk))
-            written = write(chunk[:keep]) if keep else []
-            grown = sum(map(len, written))
+            rows = chunk[:keep]
+            written = write(rows[::-1] if reverse else rows) if keep else b"[]"
+            grown = len(written) - 1  # the rows and their commas
             if size + grown >= self.BUDGET:  # the page ends at the row that reaches it
                 grown = keep = 0
-                for text in written:
+                for row in rows:
                     if (ids or keep) and size + grown >= self.BUDGET:
                         break
-                    grown, keep = grown + len(text), keep + 1
-                del written[keep:]
+                    grown, keep = grown + len(write([row])) - 1, keep + 1
+                rows = rows[:keep]
+                written = write(rows[::-1] if reverse else rows)
             size += grown
-            texts += written
-            ids += [(row[0],) for row in chunk[:keep]]  # positions, for next and previous
+            if keep:
+                texts.append(written)
+            ids += map(_first, chunk[:keep])  # positions, for next and previous
             if keep < len(chunk):
                 following = chunk[keep]
                 break
@@ -164,7 +176,7 @@ class KeysetCursorPagination(CursorPagination):
             position, skip = chunk[-1][0], 0
         following_position = None if following is None else \
             self._get_position_from_instance(following, self.ordering)
-        self.page = ids
+        self.page, self._page_of_positions = ids, True
         if reverse:  # as DRF's paginate_queryset
             self.page.reverse()
             texts.reverse()
@@ -274,16 +286,15 @@ class PageOrCursorPagination(StrictPageNumberPagination):
             return None
         self._keyset = keyset = self._cursor_mode(request, view, rows=True)
         utc = utc_both(connections[queryset.db])
-        write = writer.write
+        page = writer.page
         texts = keyset.paginate_rows(writer.rows(queryset), request, view,
-                                     lambda rows: [write(row, utc) for row in rows])
+                                     lambda rows: page(rows, utc))
         envelope = request.accepted_renderer.render(
             {"next": keyset.get_next_link(), "previous": keyset.get_previous_link(),
              "results": []},
             request.accepted_media_type, view.get_renderer_context())
         assert envelope.endswith(b"[]}"), envelope  # results is the last key: spliced in
-        return RenderedJSONResponse(b"".join([envelope[:-3], writer.join(texts).encode(),
-                                              b"}"]))
+        return RenderedJSONResponse(b"".join([envelope[:-3], writer.join(texts), b"}"]))
 
 
 class KeysetJSONListMixin:
@@ -364,14 +375,16 @@ class RowWriter:
 
     The row (``rows(queryset)``: ``values_list``, the ordering column first) holds decimals
     and datetimes as PostgreSQL's text (``Cast(..., TextField())``: ``"9.90"``,
-    ``"2026-01-01 00:00:00.12+00"``). A function generated for the serializer writes a row
-    with one f-string: text through the C JSON string encoder, a decimal's text as it is
-    when it has the field's places (PostgreSQL writes every digit of a column's scale, as
-    DRF's quantize does), a datetime's text sliced into DRF's ISO 8601 form when it reads in
-    UTC and DRF writes in UTC (``utc``). Any other value (a NaN, another time zone, a year
-    outside 1-9999) is written by the serializer's own field on the parsed value
-    (``_value``). tests/catalog/test_cursor_json.py compares the bytes with DRF's on
-    generated rows."""
+    ``"2026-01-01 00:00:00.12+00"``). A function generated for the serializer turns a row
+    into a record of the fields' values (a msgspec Struct with the serializer's field names,
+    in its order), and msgspec writes a chunk of records as one JSON array (its text escapes
+    are the standard library's, without ``ensure_ascii``, as DRF's renderer): text as it is,
+    a decimal's text as it is when it has the field's places (PostgreSQL writes every digit
+    of a column's scale, as DRF's quantize does), a datetime's text sliced into DRF's ISO
+    8601 form when it reads in UTC and DRF writes in UTC (``utc``). Any other value (a NaN,
+    another time zone, a year outside 1-9999) is written by the serializer's own field on the
+    parsed value (``_value``). tests/catalog/test_cursor_json.py compares the bytes with
+    DRF's on generated rows."""
 
     def __init__(self, serializer_class, ordering: str):
         serializer = serializer_class()
@@ -396,16 +409,16 @@ class RowWriter:
             as_text = kind in ("decimal", "datetime")
             self.columns.append(Cast(field.source, TextField()) if as_text else field.source)
             if column.null:  # (no list here has one: DRF's answer, not a fast one)
-                parts.append(f'{{"null" if {c} is None else _value({i}, {c}, utc)}}')
+                parts.append(f"None if {c} is None else _raw(_value({i}, {c}, utc))")
             elif kind == "int" or (kind == "bigint" and not getattr(
                     field, "coerce_to_string", api_settings.COERCE_BIGINT_TO_STRING)):
-                parts.append(f"{{{c}}}")
+                parts.append(c)
             elif kind == "bigint":  # COERCE_BIGINT_TO_STRING: "12"
-                parts.append(f'"{{{c}}}"')
+                parts.append(f"str({c})")
             elif kind == "str":
-                parts.append(f"{{_enc({c})}}")
+                parts.append(c)
             elif kind == "bool":
-                parts.append(f'{{"true" if {c} else "false"}}')
+                parts.append(f"True if {c} else False")
             elif kind == "decimal" and field.decimal_places >= 1 and not field.localize and \
                     not field.normalize_output and getattr(
                         field, "coerce_to_string", api_settings.COERCE_DECIMAL_TO_STRING):
@@ -413,38 +426,46 @@ class RowWriter:
                 places = field.decimal_places
                 fast = f'{c}[-{places + 1}] == "."' if places < 3 else \
                     f'{c}[-{places + 1}:-{places}] == "."'
-                parts.append(f'"{{{c} if {fast} else _text({i}, {c}, utc)}}"')
+                parts.append(f"{c} if {fast} else _text({i}, {c}, utc)")
             elif kind == "datetime" and not hasattr(field, "timezone") and str(getattr(
                     field, "format", api_settings.DATETIME_FORMAT)).lower() == ISO_8601:
                 # "2026-01-01 00:00:00+00" -> "2026-01-01T00:00:00Z" (DRF's text is ASCII)
-                prelude.append(f'    p{i} = {c}[:10] + "T" + {c}[11:19] + "Z" if utc and '
+                prelude.append(f'    p{i} = f"{{{c}[:10]}}T{{{c}[11:19]}}Z" if utc and '
                                f'len({c}) == 22 and {c}[19:] == "+00" and {c}[10] == " " '
                                f'else _text({i}, {c}, utc)\n')
-                parts.append(f'"{{p{i}}}"')
+                parts.append(f"p{i}")
             else:  # a decimal or datetime field with other output settings
-                parts.append(f"{{_value({i}, {c}, utc)}}")
+                parts.append(f"_raw(_value({i}, {c}, utc))")
         names = "".join(f"c{i}, " for i in range(len(self.fields)))
-        literal = ",".join(f'"{name}":{part}' for (name, _, _), part in zip(self.fields, parts,
-                                                                             strict=True))
+        record = msgspec.defstruct(  # f0, f1, ...: any name a serializer field may have
+            f"{serializer_class.__name__}Row", [(f"f{i}", object) for i in range(len(parts))],
+            rename={f"f{i}": name for i, (name, _, _) in enumerate(self.fields)}, gc=False)
         source = (f"def write(row, utc):\n"
                   f"    {'_, ' * skip}{names}= row\n"
                   f"{''.join(prelude)}"
-                  f"    return f'{{{{{literal}}}}}'\n")
-        scope = {"_enc": encode_basestring, "_text": self._text, "_value": self._value}
+                  f"    return _record({', '.join(f'({part})' for part in parts)})\n")
+        scope = {"_record": record, "_raw": _raw, "_text": self._text, "_value": self._value}
         exec(compile(source, f"<RowWriter {serializer_class.__name__}>", "exec"), scope)
         self.source = source
-        self.write: Callable[[tuple, bool], str] = scope["write"]
+        self.write: Callable[[tuple, bool], msgspec.Struct] = scope["write"]
 
     def rows(self, queryset: QuerySet) -> QuerySet:
         return queryset.values_list(*self.columns)
 
+    def page(self, rows: list[tuple], utc: bool) -> bytes:
+        """The JSON array of the rows' objects (UTF-8)."""
+        write = self.write
+        return _encode([write(row, utc) for row in rows])
+
     @staticmethod
-    def join(texts: list[str]) -> str:
-        """The JSON text of the list of rows written as ``texts`` (the renderer escapes U+2028
-        and U+2029 in the whole text: a strict JavaScript subset)."""
-        text = "[" + ",".join(texts) + "]"
-        if "\u2028" in text or "\u2029" in text:
-            text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    def join(arrays: list[bytes]) -> bytes:
+        """The one JSON array of the rows of ``arrays`` (each ``page``'s), as DRF's renderer
+        writes it: it escapes U+2028 and U+2029 in the whole text (a strict JavaScript
+        subset); in UTF-8 their bytes are these and nothing else's."""
+        text = b"[" + b",".join([a[1:-1] for a in arrays if len(a) > 2]) + b"]"
+        if b"\xe2\x80\xa8" in text or b"\xe2\x80\xa9" in text:
+            text = text.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9",
+                                                                      b"\\u2029")
         return text
 
     def _text(self, i: int, text, utc: bool):

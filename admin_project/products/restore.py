@@ -56,7 +56,7 @@ def catalog_product_versions(*, catalog_url: str, timeout: float = 10.0
                              ) -> dict[int, CatalogVersion]:
     """Every product id the catalog holds, deleted ones included: {id: (version, deleted)}."""
     out: dict[int, CatalogVersion] = {}
-    url = f"{catalog_url.rstrip('/')}/api/product-versions/?page_size=500&cursor="
+    url = f"{catalog_url.rstrip('/')}/api/product-versions/?page_size=10000&cursor="
     with requests.Session() as session:
         while url:
             resp = session.get(url, timeout=timeout)
