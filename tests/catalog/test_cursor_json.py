@@ -9,7 +9,9 @@ byte with every header but the request id."""
 import base64
 import datetime as dt
 from decimal import Decimal
+from json.encoder import encode_basestring
 
+import msgspec
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
@@ -198,3 +200,13 @@ def test_any_cursor_drf_accepts_gives_drf_s_page(monkeypatch, raw, chunk):
         drf = APIClient().get(url)
     assert fast.status_code == drf.status_code == 200
     assert fast.content == drf.content
+
+
+def test_msgspec_escapes_every_character_as_the_standard_library_does():
+    """Cursor pages are written by msgspec (``RowWriter``) and DRF's renderer by ``json``
+    without ``ensure_ascii``: the same text for every character (surrogates cannot be stored
+    in PostgreSQL's UTF-8)."""
+    chars = [chr(cp) for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF]
+    for start in range(0, len(chars), 4096):
+        text = "".join(chars[start:start + 4096])
+        assert msgspec.json.encode(text) == encode_basestring(text).encode(), start
