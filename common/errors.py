@@ -140,60 +140,65 @@ def _disconnect(exception) -> bool:
     return isinstance(exception, (OperationalError, InterfaceError))
 
 
-# SQLSTATE classes and codes of a connection that is gone or cannot be had (08: connection
-# exception; 57P01-03: terminated by an administrator, a crash, cannot connect now); errors
-# without a code come from libpq itself (server closed the connection, could not connect)
-_LOST = ("08", "57P01", "57P02", "57P03")
-
-
 def _connection_lost(exception) -> bool:
     """Whether the request's connection is gone (worth one more run on a new one), as opposed
     to an error the same database would give again (a statement timeout, a deadlock, a
     serialization failure: OperationalErrors too, but running the request again would only
     double its wait)."""
-    from django.db import InterfaceError, OperationalError
+    from common.postgresql.base import connection_lost
 
-    if isinstance(exception, InterfaceError):
-        return True
-    if not isinstance(exception, OperationalError):
-        return False
-    code = getattr(exception.__cause__, "pgcode", None)
-    return code is None or code.startswith(_LOST)
+    return connection_lost(exception)
 
 
-def _during_commit(exception) -> bool:
-    """Whether the error came from a COMMIT (its outcome is then unknown: the transaction may
-    have been written), read from the traceback: Django's ``_commit`` is in it."""
-    tb = exception.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_name == "_commit":
-            return True
-        tb = tb.tb_next
-    return False
+def _commit_outcome(exception) -> str | None:
+    """None when no COMMIT failed in the error (or in the errors it was raised during);
+    "aborted" when one did and the server said it did not commit (``common.postgresql``:
+    ``resolve_lost_commits``); "unknown" when one did and nobody could tell. A failed COMMIT
+    is read from the traceback: Django's ``_commit`` is in it."""
+    seen = set()
+    while exception is not None and id(exception) not in seen:
+        seen.add(id(exception))
+        tb = exception.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_name == "_commit":
+                return getattr(exception, "commit_outcome", None) or "unknown"
+            tb = tb.tb_next
+        exception = exception.__cause__ or exception.__context__
+    return None
 
 
 class DatabaseRetryMixin:
     """For DRF views: a request that lost its database connection (terminated by an
     administrator, a restart, a failover) before anything was committed runs once more on a
     new connection, so the client sees nothing of it. A read always may; a write may when the
-    error came from a statement, whose transaction is rolled back, not from its COMMIT (whose
-    outcome is unknown: that one is answered 503 by ``DatabaseUnavailableMiddleware``). The
+    error came from a statement, whose transaction is rolled back, or from a COMMIT the server
+    says it did not commit. A COMMIT cut off by the lost connection is resolved before that
+    (``resolve_lost_commits`` of ``common.postgresql``, on for the request): if the server
+    committed it, the request goes on as if nothing had happened; if nobody can tell (the
+    server cannot be reached), the answer is 503 (``DatabaseUnavailableMiddleware``). The
     views' writes are one service call each (one transaction), so nothing commits twice."""
 
     def dispatch(self, request, *args, **kwargs):
         from django.db import connections
 
         request.body  # noqa: B018 - read once, so that the second run parses it again
+        wrappers = connections.all()
+        for conn in wrappers:
+            conn.resolve_lost_commits = True
         try:
+            try:
+                return super().dispatch(request, *args, **kwargs)
+            except Exception as exc:
+                if not _connection_lost(exc) or _commit_outcome(exc) == "unknown":
+                    raise
+                logger.warning("%s %s lost its database connection (%s); running it once more",
+                               request.method, request.path[:200], str(exc).strip()[:200])
+                for conn in connections.all(initialized_only=True):
+                    conn.close()
             return super().dispatch(request, *args, **kwargs)
-        except Exception as exc:
-            if not _connection_lost(exc) or _during_commit(exc):
-                raise
-            logger.warning("%s %s lost its database connection (%s); running it once more",
-                           request.method, request.path[:200], str(exc).strip()[:200])
-            for conn in connections.all(initialized_only=True):
-                conn.close()
-        return super().dispatch(request, *args, **kwargs)
+        finally:
+            for conn in wrappers:
+                conn.resolve_lost_commits = False
 
 
 class DatabaseUnavailableMiddleware:

@@ -87,12 +87,60 @@ class BlackholeProxy:
                     if self._holed.is_set():
                         break
                     data = sock.recv(65536)
-                    if not data:
+                    if not data or not self._forward(sock is client, data, pair[sock]):
                         return
-                    pair[sock].sendall(data)
         except OSError:
             return
         finally:
             for sock in pair:
                 with contextlib.suppress(OSError):
                     sock.close()
+
+    def _forward(self, from_client: bool, data: bytes, to: socket.socket) -> bool:
+        """Send on what one side sent; False closes the connection (both sides)."""
+        to.sendall(data)
+        return True
+
+
+class CommitCutProxy(BlackholeProxy):
+    """Cuts the connection that carries the next COMMIT (the simple-query message psycopg2
+    sends), once ``cut()`` is called: with ``delivered`` the COMMIT reaches the server, which
+    commits, and the connection is closed when its answer comes, before the client reads it
+    (a network failing at the worst moment); without, the connection is closed instead of
+    sending it (the server rolls back). With ``refuse_after``, every connection after the
+    cut is closed at once (the server "cannot be reached") until ``forward()``."""
+
+    COMMIT = b"Q\x00\x00\x00\x0bCOMMIT\x00"
+
+    def __init__(self, target: tuple[str, int], host: str = "127.0.0.1") -> None:
+        super().__init__(target, host)
+        self._armed: dict | None = None
+        self._refusing = threading.Event()
+        self.cuts = 0
+
+    def cut(self, *, delivered: bool, refuse_after: bool = False) -> None:
+        self._armed = {"delivered": delivered, "refuse_after": refuse_after}
+
+    def forward(self) -> None:
+        super().forward()
+        self._refusing.clear()
+
+    def _serve(self, client: socket.socket) -> None:
+        if self._refusing.is_set():
+            client.close()
+            return
+        super()._serve(client)
+
+    def _forward(self, from_client: bool, data: bytes, to: socket.socket) -> bool:
+        armed = self._armed
+        if from_client and armed is not None and self.COMMIT in data:
+            self._armed = None
+            self.cuts += 1
+            if armed["refuse_after"]:
+                self._refusing.set()
+            if armed["delivered"]:
+                to.sendall(data)
+                to.settimeout(10)
+                to.recv(65536)  # the server's answer: it committed; dropped
+            return False
+        return super()._forward(from_client, data, to)

@@ -15,6 +15,8 @@ same dead path."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import select
 import socket
@@ -23,6 +25,8 @@ import time
 import psycopg2
 from django.db.backends.postgresql import base
 from psycopg2 import extensions
+
+logger = logging.getLogger("common.postgresql")
 
 # The deadline of one wait, in seconds; the process's DATABASES set it (the largest configured).
 _answer_timeout: float | None = None
@@ -82,3 +86,81 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def get_new_connection(self, conn_params):
         answer_timeout_set(self.settings_dict.get("ANSWER_TIMEOUT"))
         return super().get_new_connection(conn_params)
+
+    # A COMMIT cut off by a lost connection has an unknown outcome: the server may have
+    # written it. With ``resolve_lost_commits`` on (common.errors.DatabaseRetryMixin turns it
+    # on for a web request), ``_commit`` first asks for the transaction's id (one more round
+    # trip: ``txid_current_if_assigned()``, NULL when it wrote nothing), and when the COMMIT
+    # is lost it opens a new connection and asks the server what became of that transaction
+    # (``txid_status``): committed -> the commit returns as if nothing had happened (on the
+    # new connection); aborted -> the error is raised marked ``commit_outcome = "aborted"``
+    # (nothing was written: the caller may run the transaction again); still unknown (the
+    # server cannot be reached, or the transaction is still in progress after
+    # ``LOST_COMMIT_WAIT`` seconds) -> raised unmarked, as before.
+    resolve_lost_commits = False
+    LOST_COMMIT_WAIT = 5.0
+
+    def _commit(self):
+        if not self.resolve_lost_commits or self.connection is None:
+            return super()._commit()
+        try:
+            with self.wrap_database_errors, self.connection.cursor() as cursor:
+                cursor.execute("SELECT txid_current_if_assigned()")
+                xid = cursor.fetchone()[0]
+        except Exception as exc:
+            if connection_lost(exc):  # the COMMIT was never sent: the transaction is gone
+                exc.commit_outcome = "aborted"
+            raise
+        try:
+            return super()._commit()
+        except Exception as exc:
+            if not connection_lost(exc):
+                raise  # an answer from the server: it did not commit (as always)
+            outcome = "aborted" if xid is None else self._lost_commit_outcome(xid)
+            logger.warning("a COMMIT lost its connection (%s); transaction %s: %s",
+                           str(exc).strip()[:200], xid, outcome or "outcome unknown")
+            if outcome == "committed":
+                return None
+            if outcome == "aborted":
+                exc.commit_outcome = "aborted"
+            raise
+
+    def _lost_commit_outcome(self, xid: int) -> str | None:
+        """"committed" or "aborted" as the server tells it on a new connection (which becomes
+        this wrapper's), or None if it cannot tell within ``LOST_COMMIT_WAIT`` seconds."""
+        with contextlib.suppress(Exception):
+            self.connection.close()
+        deadline = time.monotonic() + self.LOST_COMMIT_WAIT
+        while True:
+            try:
+                self.connect()  # a new connection, in autocommit (Django's own setup)
+                with self.connection.cursor() as cursor:
+                    cursor.execute("SELECT txid_status(%s)", [xid])
+                    status = cursor.fetchone()[0]
+            except Exception:  # noqa: BLE001 - the server is not reachable (yet)
+                status = None
+            if status in ("committed", "aborted"):
+                return status
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.1)  # "in progress": the cut-off backend has not finished yet
+
+
+def connection_lost(exception) -> bool:
+    """Whether a database error says the connection is gone (SQLSTATE class 08, 57P01-03, or
+    libpq's own error without a code), as opposed to an answer from the server."""
+    from django.db import InterfaceError, OperationalError
+
+    if isinstance(exception, InterfaceError | psycopg2.InterfaceError):
+        return True
+    if not isinstance(exception, OperationalError | psycopg2.OperationalError):
+        return False
+    cause = exception if isinstance(exception, psycopg2.Error) else exception.__cause__
+    code = getattr(cause, "pgcode", None)
+    return code is None or code.startswith(LOST_SQLSTATES)
+
+
+# SQLSTATE classes and codes of a connection that is gone or cannot be had (08: connection
+# exception; 57P01-03: terminated by an administrator, a crash, cannot connect now); errors
+# without a code come from libpq itself (server closed the connection, could not connect)
+LOST_SQLSTATES = ("08", "57P01", "57P02", "57P03")

@@ -1,8 +1,10 @@
 """The database connection is terminated under a request (an administrator's
 ``pg_terminate_backend``, a restart, a failover): real PostgreSQL, the request's own backend
 terminated from another connection at a chosen statement. Before anything is committed the
-request runs once more and the client sees nothing; at the COMMIT (outcome unknown) the answer
-is a 503 with Retry-After, never a 500; a database that stays away answers 503 too."""
+request runs once more and the client sees nothing; a COMMIT cut off by the lost connection is
+resolved by asking the server (on a new connection) what became of the transaction: committed
+-> the client gets its answer, aborted -> the request runs once more; when nobody can tell, a
+503 with Retry-After, never a 500. A database that stays away answers 503 too."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from django.db import connection
 from admin_project.outbox.models import OutboxEvent
 from admin_project.products import services
 from admin_project.products.models import Product
+from common.postgresql.base import DatabaseWrapper
+from harness.blackhole import CommitCutProxy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -78,16 +82,86 @@ def test_a_read_whose_connection_is_terminated_is_run_again(api):
     assert hits and r.status_code == 200 and r.json()["count"] == 1, r.content
 
 
-def test_a_connection_lost_at_commit_answers_503_with_retry_after(api):
+def test_a_connection_lost_just_before_the_commit_is_run_again(api):
+    """Terminated after the transaction's last statement: the COMMIT is never sent (the
+    server rolls back), so the request runs once more and is applied once."""
     product = services.product_create(title="t", price=Decimal("1.00"))
-    # after the last statement of the transaction: the next thing sent is its COMMIT
     with terminated_at("products_outboxevent", after=True) as hits:
         r = api.patch(f"/api/products/{product.pk}/", {"title": "renamed"}, format="json")
     assert hits
+    assert r.status_code == 200, r.content
+    product.refresh_from_db()
+    assert (product.title, product.version) == ("renamed", 2)
+    assert OutboxEvent.objects.filter(product_id=product.pk).count() == 2
+
+
+@pytest.fixture
+def cut_proxy():
+    """This process's database connection through a CommitCutProxy (a real TCP proxy)."""
+    db = connection.settings_dict
+    saved = db["HOST"], db["PORT"]
+    with CommitCutProxy((db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432))) as proxy:
+        connection.close()
+        db["HOST"], db["PORT"] = proxy.host, str(proxy.port)
+        try:
+            yield proxy
+        finally:
+            proxy.forward()
+            connection.close()
+            db["HOST"], db["PORT"] = saved
+
+
+def test_an_update_whose_commit_answer_is_lost_is_answered_as_committed(api, cut_proxy):
+    """The server commits, the answer never arrives (the connection is cut after the COMMIT
+    went through): the server is asked what became of the transaction, says committed, and
+    the client gets its 200, with the update applied once (not run again)."""
+    product = services.product_create(title="t", price=Decimal("1.00"))
+    cut_proxy.cut(delivered=True)
+    r = api.patch(f"/api/products/{product.pk}/", {"title": "renamed"}, format="json")
+    assert cut_proxy.cuts == 1
+    assert r.status_code == 200, r.content
+    assert (r.json()["title"], r.json()["version"]) == ("renamed", 2)
+    product.refresh_from_db()
+    assert (product.title, product.version) == ("renamed", 2)
+    assert OutboxEvent.objects.filter(product_id=product.pk).count() == 2
+
+
+def test_a_create_whose_commit_answer_is_lost_creates_one_product(api, cut_proxy):
+    cut_proxy.cut(delivered=True)
+    r = api.post("/api/products/", {"title": "new", "price": "2.00"}, format="json")
+    assert cut_proxy.cuts == 1
+    assert r.status_code == 201, r.content
+    assert list(Product.objects.values_list("pk", "title")) == [(r.json()["id"], "new")]
+    assert OutboxEvent.objects.count() == 1
+
+
+def test_a_commit_that_never_reached_the_server_is_run_again(api, cut_proxy):
+    product = services.product_create(title="t", price=Decimal("1.00"))
+    cut_proxy.cut(delivered=False)
+    r = api.patch(f"/api/products/{product.pk}/", {"title": "renamed"}, format="json")
+    assert cut_proxy.cuts == 1
+    assert r.status_code == 200, r.content
+    product.refresh_from_db()
+    assert (product.title, product.version) == ("renamed", 2)  # applied once
+    assert OutboxEvent.objects.filter(product_id=product.pk).count() == 2
+
+
+def test_a_commit_whose_outcome_nobody_can_tell_answers_503_with_retry_after(
+        api, cut_proxy, monkeypatch):
+    """The answer is lost and the server cannot be reached to ask: the outcome is unknown, so
+    the request is not run again (it may have committed: here it did) and the answer is a
+    503 with Retry-After, after at most ``LOST_COMMIT_WAIT`` seconds, never a 500."""
+    monkeypatch.setattr(DatabaseWrapper, "LOST_COMMIT_WAIT", 1.0)
+    product = services.product_create(title="t", price=Decimal("1.00"))
+    cut_proxy.cut(delivered=True, refuse_after=True)
+    r = api.patch(f"/api/products/{product.pk}/", {"title": "renamed"}, format="json")
+    assert cut_proxy.cuts == 1
     assert r.status_code == 503 and r["Retry-After"], r.content
     assert "database is unavailable" in r.json()["detail"]
-    product.refresh_from_db()  # (here the COMMIT never reached the server: nothing written)
-    assert product.version == 1
+    cut_proxy.forward()
+    product.refresh_from_db()
+    assert product.version == 2  # it had committed: the client was told "unknown", not "no"
+    assert OutboxEvent.objects.filter(product_id=product.pk).count() == 2
 
 
 def test_a_database_that_stays_away_answers_503_not_500(api):
