@@ -173,37 +173,34 @@ class DatabaseRetryMixin:
     new connection, so the client sees nothing of it. A read always may; a write may when the
     error came from a statement, whose transaction is rolled back, or from a COMMIT the server
     says it did not commit. A COMMIT cut off by the lost connection is resolved before that
-    (``resolve_lost_commits`` of ``common.postgresql``, on for the request): if the server
-    committed it, the request goes on as if nothing had happened; if nobody can tell (the
-    server cannot be reached), the answer is 503 (``DatabaseUnavailableMiddleware``). The
-    views' writes are one service call each (one transaction), so nothing commits twice."""
+    (``resolve_lost_commits`` of ``common.postgresql``, on for every request by
+    ``DatabaseUnavailableMiddleware``): if the server committed it, the request goes on as if
+    nothing had happened; if nobody can tell (the server cannot be reached), the answer is 503.
+    The views' writes are one service call each (one transaction), so nothing commits
+    twice."""
 
     def dispatch(self, request, *args, **kwargs):
         from django.db import connections
 
         request.body  # noqa: B018 - read once, so that the second run parses it again
-        wrappers = connections.all()
-        for conn in wrappers:
-            conn.resolve_lost_commits = True
         try:
-            try:
-                return super().dispatch(request, *args, **kwargs)
-            except Exception as exc:
-                if not _connection_lost(exc) or _commit_outcome(exc) == "unknown":
-                    raise
-                logger.warning("%s %s lost its database connection (%s); running it once more",
-                               request.method, request.path[:200], str(exc).strip()[:200])
-                for conn in connections.all(initialized_only=True):
-                    conn.close()
             return super().dispatch(request, *args, **kwargs)
-        finally:
-            for conn in wrappers:
-                conn.resolve_lost_commits = False
+        except Exception as exc:
+            if not _connection_lost(exc) or _commit_outcome(exc) == "unknown":
+                raise
+            logger.warning("%s %s lost its database connection (%s); running it once more",
+                           request.method, request.path[:200], str(exc).strip()[:200])
+            for conn in connections.all(initialized_only=True):
+                conn.close()
+        return super().dispatch(request, *args, **kwargs)
 
 
 class DatabaseUnavailableMiddleware:
     """503 with Retry-After (not a 500) for a request whose database is unavailable or went
-    away under it: a clear "try again", logged as a warning."""
+    away under it: a clear "try again", logged as a warning. And, for every request (the API,
+    the Django admin, the session saved after it), a COMMIT cut off by a lost connection is
+    resolved by asking the server (``resolve_lost_commits`` of ``common.postgresql``): only
+    when nobody can tell whether it committed does that become a 503."""
 
     RETRY_AFTER = "2"
 
@@ -211,7 +208,16 @@ class DatabaseUnavailableMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        return self.get_response(request)
+        from django.db import connections
+
+        wrappers = connections.all()
+        for conn in wrappers:
+            conn.resolve_lost_commits = True
+        try:
+            return self.get_response(request)
+        finally:
+            for conn in wrappers:
+                conn.resolve_lost_commits = False
 
     def process_exception(self, request, exception):
         if not _disconnect(exception):

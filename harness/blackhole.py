@@ -107,8 +107,10 @@ class CommitCutProxy(BlackholeProxy):
     sends), once ``cut()`` is called: with ``delivered`` the COMMIT reaches the server, which
     commits, and the connection is closed when its answer comes, before the client reads it
     (a network failing at the worst moment); without, the connection is closed instead of
-    sending it (the server rolls back). With ``refuse_after``, every connection after the
-    cut is closed at once (the server "cannot be reached") until ``forward()``."""
+    sending it (the server rolls back). After the cut, until ``forward()``: with
+    ``refuse_after`` every new connection is closed at once (the server "cannot be
+    reached"); with ``hole_after`` the proxy black-holes (new connections are held, nothing
+    answers: only a deadline notices)."""
 
     COMMIT = b"Q\x00\x00\x00\x0bCOMMIT\x00"
 
@@ -118,8 +120,10 @@ class CommitCutProxy(BlackholeProxy):
         self._refusing = threading.Event()
         self.cuts = 0
 
-    def cut(self, *, delivered: bool, refuse_after: bool = False) -> None:
-        self._armed = {"delivered": delivered, "refuse_after": refuse_after}
+    def cut(self, *, delivered: bool, refuse_after: bool = False,
+            hole_after: bool = False) -> None:
+        self._armed = {"delivered": delivered, "refuse_after": refuse_after,
+                       "hole_after": hole_after}
 
     def forward(self) -> None:
         super().forward()
@@ -138,6 +142,8 @@ class CommitCutProxy(BlackholeProxy):
             self.cuts += 1
             if armed["refuse_after"]:
                 self._refusing.set()
+            if armed["hole_after"]:
+                self.blackhole()
             if armed["delivered"]:
                 to.sendall(data)
                 to.settimeout(10)

@@ -20,6 +20,7 @@ import logging
 import os
 import select
 import socket
+import threading
 import time
 
 import psycopg2
@@ -30,12 +31,18 @@ logger = logging.getLogger("common.postgresql")
 
 # The deadline of one wait, in seconds; the process's DATABASES set it (the largest configured).
 _answer_timeout: float | None = None
+# A thread's overall deadline (time.monotonic()) for every wait, while one is set: a lost
+# COMMIT's resolution (DatabaseWrapper._lost_commit_outcome) is bounded as a whole.
+_bound = threading.local()
 
 
 def wait_with_deadline(conn) -> None:
     """psycopg2 wait callback: poll until the operation is done, at most ``_answer_timeout``."""
     timeout = _answer_timeout
     deadline = None if timeout is None else time.monotonic() + timeout
+    until = getattr(_bound, "until", None)
+    if until is not None and (deadline is None or until < deadline):
+        deadline, timeout = until, max(0.0, until - time.monotonic())
     while True:
         state = conn.poll()
         if state == extensions.POLL_OK:
@@ -96,7 +103,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
     # new connection); aborted -> the error is raised marked ``commit_outcome = "aborted"``
     # (nothing was written: the caller may run the transaction again); still unknown (the
     # server cannot be reached, or the transaction is still in progress after
-    # ``LOST_COMMIT_WAIT`` seconds) -> raised unmarked, as before.
+    # ``LOST_COMMIT_WAIT`` seconds, every wait included) -> raised unmarked, and the wrapper
+    # is left closed (Django does not reconnect on the way out: the 503 comes at once).
     resolve_lost_commits = False
     LOST_COMMIT_WAIT = 5.0
 
@@ -127,23 +135,36 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _lost_commit_outcome(self, xid: int) -> str | None:
         """"committed" or "aborted" as the server tells it on a new connection (which becomes
-        this wrapper's), or None if it cannot tell within ``LOST_COMMIT_WAIT`` seconds."""
+        this wrapper's, with the transaction's on_commit hooks kept), or None if it cannot
+        tell within ``LOST_COMMIT_WAIT`` seconds."""
+        hooks = self.run_on_commit
         with contextlib.suppress(Exception):
             self.connection.close()
-        deadline = time.monotonic() + self.LOST_COMMIT_WAIT
-        while True:
-            try:
-                self.connect()  # a new connection, in autocommit (Django's own setup)
-                with self.connection.cursor() as cursor:
-                    cursor.execute("SELECT txid_status(%s)", [xid])
-                    status = cursor.fetchone()[0]
-            except Exception:  # noqa: BLE001 - the server is not reachable (yet)
-                status = None
-            if status in ("committed", "aborted"):
-                return status
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.1)  # "in progress": the cut-off backend has not finished yet
+        _bound.until = time.monotonic() + self.LOST_COMMIT_WAIT
+        status = connected = None
+        try:
+            while True:
+                try:
+                    if not connected:
+                        self.connect()  # a new connection, in autocommit (Django's own setup)
+                        connected = True
+                    with self.connection.cursor() as cursor:
+                        cursor.execute("SELECT txid_status(%s)", [xid])
+                        status = cursor.fetchone()[0]
+                except Exception:  # noqa: BLE001 - the server is not reachable (yet)
+                    connected = status = None
+                if status in ("committed", "aborted") or time.monotonic() >= _bound.until:
+                    break
+                time.sleep(0.1)  # "in progress": the cut-off backend has not finished yet
+        finally:
+            _bound.until = None
+        if status in ("committed", "aborted"):
+            self.run_on_commit = hooks  # (connect() empties them; a rollback drops them)
+            return status
+        with contextlib.suppress(Exception):
+            self.connection.close()
+        self.closed_in_transaction = True  # Django drops it on the way out, without waiting
+        return None
 
 
 def connection_lost(exception) -> bool:

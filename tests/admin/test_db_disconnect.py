@@ -9,6 +9,7 @@ resolved by asking the server (on a new connection) what became of the transacti
 from __future__ import annotations
 
 import contextlib
+import time
 from decimal import Decimal
 
 import psycopg2
@@ -161,6 +162,64 @@ def test_a_commit_whose_outcome_nobody_can_tell_answers_503_with_retry_after(
     cut_proxy.forward()
     product.refresh_from_db()
     assert product.version == 2  # it had committed: the client was told "unknown", not "no"
+    assert OutboxEvent.objects.filter(product_id=product.pk).count() == 2
+
+
+def test_a_lost_commit_s_resolution_is_bounded_when_the_server_black_holes(
+        api, cut_proxy, monkeypatch):
+    """Nothing answers after the cut (no refusal either): every wait of the resolution,
+    reconnecting included, ends within ``LOST_COMMIT_WAIT`` in all, and Django does not try to
+    reconnect on the way out: the 503 comes after ~1 s here, not after the answer deadline
+    (45 s by default) once or twice more."""
+    monkeypatch.setattr(DatabaseWrapper, "LOST_COMMIT_WAIT", 1.0)
+    product = services.product_create(title="t", price=Decimal("1.00"))
+    cut_proxy.cut(delivered=True, hole_after=True)
+    t0 = time.monotonic()
+    r = api.patch(f"/api/products/{product.pk}/", {"title": "renamed"}, format="json")
+    took = time.monotonic() - t0
+    assert cut_proxy.cuts == 1
+    assert r.status_code == 503 and r["Retry-After"], r.content
+    assert took < 5, took
+
+
+def test_on_commit_hooks_run_when_a_lost_commit_turns_out_committed(cut_proxy):
+    """The transaction's ``transaction.on_commit`` callbacks run once it is known committed
+    (none of the project's writes has one today; Django empties them on a new connection)."""
+    from django.db import transaction
+
+    product = services.product_create(title="t", price=Decimal("1.00"))
+    fired = []
+    cut_proxy.cut(delivered=True)
+    connection.resolve_lost_commits = True
+    try:
+        with transaction.atomic():
+            services.product_update(product_id=product.pk, data={"title": "renamed"})
+            transaction.on_commit(lambda: fired.append("hook"))
+    finally:
+        connection.resolve_lost_commits = False
+    assert cut_proxy.cuts == 1
+    assert fired == ["hook"]
+    product.refresh_from_db()
+    assert product.version == 2
+
+
+def test_a_django_admin_change_whose_commit_answer_is_lost_succeeds(admin_user, cut_proxy):
+    """Outside the API views too (the Django admin's change form): committed is committed."""
+    from django.test import Client
+
+    product = services.product_create(title="t", price=Decimal("1.00"))
+    client = Client(raise_request_exception=False)
+    client.force_login(admin_user)
+    page = client.get(f"/admin/products/product/{product.pk}/change/")
+    assert page.status_code == 200
+    form = {f.name: f.value() for f in page.context["adminform"].form}
+    form = {k: ("" if v is None else v) for k, v in form.items()} | {"title": "renamed"}
+    cut_proxy.cut(delivered=True)
+    r = client.post(f"/admin/products/product/{product.pk}/change/", form)
+    assert cut_proxy.cuts == 1
+    assert r.status_code == 302, (r.status_code, r.content[:500])
+    product.refresh_from_db()
+    assert (product.title, product.version) == ("renamed", 2)
     assert OutboxEvent.objects.filter(product_id=product.pk).count() == 2
 
 
