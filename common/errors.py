@@ -197,7 +197,9 @@ class DatabaseRetryMixin:
 
 class DatabaseUnavailableMiddleware:
     """503 with Retry-After (not a 500) for a request whose database is unavailable or went
-    away under it: a clear "try again", logged as a warning. And, for every request (the API,
+    away under it: a clear "try again", logged as a warning. All of a request's database
+    waits end within ``WEB_DB_DEADLINE_SECONDS`` (5 s before gunicorn's worker timeout), so a
+    database that stops answering gets that 503 in time. And, for every request (the API,
     the Django admin, the session saved after it), a COMMIT cut off by a lost connection is
     resolved by asking the server (``resolve_lost_commits`` of ``common.postgresql``): only
     when nobody can tell whether it committed does that become a 503."""
@@ -208,13 +210,17 @@ class DatabaseUnavailableMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        from django.conf import settings
         from django.db import connections
+
+        from common.postgresql.base import waits_bounded
 
         wrappers = connections.all()
         for conn in wrappers:
             conn.resolve_lost_commits = True
         try:
-            return self.get_response(request)
+            with waits_bounded(getattr(settings, "WEB_DB_DEADLINE_SECONDS", None)):
+                return self.get_response(request)
         finally:
             for conn in wrappers:
                 conn.resolve_lost_commits = False

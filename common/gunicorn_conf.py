@@ -14,6 +14,9 @@ from common.logs import gunicorn_logging_config
 
 # which project this gunicorn serves: its WSGI module is on the command line
 _PREFIX = "ADMIN" if any(a.startswith("admin_project") for a in sys.argv) else "CATALOG"
+# how long a request may take before the worker is killed (gunicorn's default, 30); the
+# request's database waits end 5 s before it (common/settings.py web_db_deadline)
+timeout = int(float(os.environ.get(f"{_PREFIX}_WEB_TIMEOUT_SECONDS") or 30))
 logconfig_dict = gunicorn_logging_config(
     level=os.environ.get(f"{_PREFIX}_LOG_LEVEL", "INFO").upper() or "INFO",
     fmt=os.environ.get(f"{_PREFIX}_LOG_FORMAT", "plain") or "plain")

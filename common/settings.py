@@ -103,6 +103,15 @@ def databases(env: environ.Env, prefix: str, default_url: str,
     return {"default": default}
 
 
+def web_db_deadline(env: environ.Env, prefix: str) -> float:
+    """WEB_DB_DEADLINE_SECONDS: how long all of a web request's database waits may take
+    together (``common.errors.DatabaseUnavailableMiddleware``): 5 s less than the time gunicorn
+    gives a request before it kills the worker (``<prefix>_WEB_TIMEOUT_SECONDS``, 30, read by
+    common/gunicorn_conf.py too), so that a database that stops answering gets the client a
+    503 in time, not a killed worker and a reset connection."""
+    return max(1.0, env.float(f"{prefix}_WEB_TIMEOUT_SECONDS", default=30.0) - 5.0)
+
+
 def caches(env: environ.Env, prefix: str, default_db: int) -> dict:
     """CACHES: Redis at ``<prefix>_CACHE_URL`` (shared by every process and host of the
     project: the API throttles count there), with short socket timeouts."""

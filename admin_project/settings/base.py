@@ -71,6 +71,7 @@ TEMPLATES = [
 
 DATABASES = common.databases(env, "ADMIN",
                              default_url="postgres://postgres@127.0.0.1:5432/products_admin")
+WEB_DB_DEADLINE_SECONDS = common.web_db_deadline(env, "ADMIN")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -61,6 +61,7 @@ TEMPLATES = [
 DATABASES = common.databases(env, "CATALOG",
                              default_url="postgres://postgres@127.0.0.1:5432/products_catalog",
                              lock_timeout_seconds=2.0)
+WEB_DB_DEADLINE_SECONDS = common.web_db_deadline(env, "CATALOG")
 
 STATIC_ROOT = REPO_DIR / "var" / "static" / "catalog_project"
 

@@ -31,18 +31,34 @@ logger = logging.getLogger("common.postgresql")
 
 # The deadline of one wait, in seconds; the process's DATABASES set it (the largest configured).
 _answer_timeout: float | None = None
-# A thread's overall deadline (time.monotonic()) for every wait, while one is set: a lost
-# COMMIT's resolution (DatabaseWrapper._lost_commit_outcome) is bounded as a whole.
+# A thread's overall deadline (time.monotonic()) for every wait, while one is set
+# (``waits_bounded``): a web request's database waits, a lost COMMIT's resolution.
 _bound = threading.local()
+
+
+@contextlib.contextmanager
+def waits_bounded(seconds: float | None):
+    """Every wait for the server in this thread (connect, query, fetch, commit) ends within
+    ``seconds`` from now, all of them together (nested: the earlier deadline wins); None or
+    0: no overall deadline added. Only with the wait callback installed (an answer timeout)."""
+    before = getattr(_bound, "until", None)
+    if seconds:
+        until = time.monotonic() + seconds
+        _bound.until = until if before is None else min(before, until)
+    try:
+        yield
+    finally:
+        _bound.until = before
 
 
 def wait_with_deadline(conn) -> None:
     """psycopg2 wait callback: poll until the operation is done, at most ``_answer_timeout``."""
     timeout = _answer_timeout
     deadline = None if timeout is None else time.monotonic() + timeout
-    until = getattr(_bound, "until", None)
+    until, what = getattr(_bound, "until", None), "DB_ANSWER_TIMEOUT_SECONDS"
     if until is not None and (deadline is None or until < deadline):
-        deadline, timeout = until, max(0.0, until - time.monotonic())
+        deadline, what = until, "the caller's overall deadline"
+        timeout = max(0.0, until - time.monotonic())
     while True:
         state = conn.poll()
         if state == extensions.POLL_OK:
@@ -55,13 +71,13 @@ def wait_with_deadline(conn) -> None:
             raise psycopg2.OperationalError(f"bad poll state {state!r}")
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
-            _give_up(conn, timeout)
+            _give_up(conn, timeout, what)
         ready = select.select(readers, writers, [], remaining)
         if not any(ready):
-            _give_up(conn, timeout)
+            _give_up(conn, timeout, what)
 
 
-def _give_up(conn, timeout: float) -> None:
+def _give_up(conn, timeout: float, what: str) -> None:
     # Shut the socket down before anything closes the connection: psycopg2's close() of a
     # connection with a query in flight waits for the server, which is the very thing that is
     # not answering. After the shutdown every read and write fails at once.
@@ -75,7 +91,7 @@ def _give_up(conn, timeout: float) -> None:
         pass
     raise psycopg2.OperationalError(
         f"no answer from the database server within {timeout:g}s "
-        "(DB_ANSWER_TIMEOUT_SECONDS): connection abandoned")
+        f"({what}): connection abandoned")
 
 
 def answer_timeout_set(seconds: float | None) -> None:
@@ -140,9 +156,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
         hooks = self.run_on_commit
         with contextlib.suppress(Exception):
             self.connection.close()
-        _bound.until = time.monotonic() + self.LOST_COMMIT_WAIT
         status = connected = None
-        try:
+        with waits_bounded(self.LOST_COMMIT_WAIT):
+            until = _bound.until
             while True:
                 try:
                     if not connected:
@@ -153,11 +169,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
                         status = cursor.fetchone()[0]
                 except Exception:  # noqa: BLE001 - the server is not reachable (yet)
                     connected = status = None
-                if status in ("committed", "aborted") or time.monotonic() >= _bound.until:
+                if status in ("committed", "aborted") or time.monotonic() >= until:
                     break
                 time.sleep(0.1)  # "in progress": the cut-off backend has not finished yet
-        finally:
-            _bound.until = None
         if status in ("committed", "aborted"):
             self.run_on_commit = hooks  # (connect() empties them; a rollback drops them)
             return status

@@ -182,6 +182,27 @@ def test_a_lost_commit_s_resolution_is_bounded_when_the_server_black_holes(
     assert took < 5, took
 
 
+@pytest.mark.parametrize("method", ["get", "patch"])
+def test_a_database_that_stops_answering_gets_a_503_within_the_request_deadline(
+        api, cut_proxy, settings, method):
+    """A black hole under a request (no RST, no FIN: only a deadline notices): all of the
+    request's database waits, its second run's included, end within
+    ``WEB_DB_DEADLINE_SECONDS`` (here 1.5 s) together, and the client gets a 503 before
+    gunicorn would kill the worker (``*_WEB_TIMEOUT_SECONDS``, 5 s later), however long each
+    single wait may take (``*_DB_ANSWER_TIMEOUT_SECONDS``)."""
+    settings.WEB_DB_DEADLINE_SECONDS = 1.5
+    product = services.product_create(title="t", price=Decimal("1.00"))
+    cut_proxy.blackhole()
+    t0 = time.monotonic()
+    if method == "get":
+        r = api.get("/api/products/")
+    else:
+        r = api.patch(f"/api/products/{product.pk}/", {"title": "renamed"}, format="json")
+    took = time.monotonic() - t0
+    assert r.status_code == 503 and r["Retry-After"], r.content
+    assert took < 4, took
+
+
 def test_on_commit_hooks_run_when_a_lost_commit_turns_out_committed(cut_proxy):
     """The transaction's ``transaction.on_commit`` callbacks run once it is known committed
     (none of the project's writes has one today; Django empties them on a new connection)."""
