@@ -140,16 +140,6 @@ def _disconnect(exception) -> bool:
     return isinstance(exception, (OperationalError, InterfaceError))
 
 
-def _connection_lost(exception) -> bool:
-    """Whether the request's connection is gone (worth one more run on a new one), as opposed
-    to an error the same database would give again (a statement timeout, a deadlock, a
-    serialization failure: OperationalErrors too, but running the request again would only
-    double its wait)."""
-    from common.postgresql.base import connection_lost
-
-    return connection_lost(exception)
-
-
 def _commit_outcome(exception) -> str | None:
     """None when no COMMIT failed in the error (or in the errors it was raised during);
     "aborted" when one did and the server said it did not commit (``common.postgresql``:
@@ -182,11 +172,15 @@ class DatabaseRetryMixin:
     def dispatch(self, request, *args, **kwargs):
         from django.db import connections
 
+        from common.postgresql.base import connection_lost
+
         request.body  # noqa: B018 - read once, so that the second run parses it again
         try:
             return super().dispatch(request, *args, **kwargs)
         except Exception as exc:
-            if not _connection_lost(exc) or _commit_outcome(exc) == "unknown":
+            # only a lost connection is worth one more run: a statement timeout, a deadlock or a
+            # serialization failure would come back after the same wait
+            if not connection_lost(exc) or _commit_outcome(exc) == "unknown":
                 raise
             logger.warning("%s %s lost its database connection (%s); running it once more",
                            request.method, request.path[:200], str(exc).strip()[:200])

@@ -111,16 +111,16 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return super().get_new_connection(conn_params)
 
     # A COMMIT cut off by a lost connection has an unknown outcome: the server may have
-    # written it. With ``resolve_lost_commits`` on (common.errors.DatabaseRetryMixin turns it
-    # on for a web request), ``_commit`` first asks for the transaction's id (one more round
-    # trip: ``txid_current_if_assigned()``, NULL when it wrote nothing), and when the COMMIT
-    # is lost it opens a new connection and asks the server what became of that transaction
-    # (``txid_status``): committed -> the commit returns as if nothing had happened (on the
-    # new connection); aborted -> the error is raised marked ``commit_outcome = "aborted"``
-    # (nothing was written: the caller may run the transaction again); still unknown (the
-    # server cannot be reached, or the transaction is still in progress after
-    # ``LOST_COMMIT_WAIT`` seconds, every wait included) -> raised unmarked, and the wrapper
-    # is left closed (Django does not reconnect on the way out: the 503 comes at once).
+    # written it. With ``resolve_lost_commits`` on (common.errors.DatabaseUnavailableMiddleware
+    # turns it on for every web request), ``_commit`` first asks for the transaction's id (one
+    # more round trip: ``txid_current_if_assigned()``, NULL when it wrote nothing), and when
+    # the COMMIT is lost it opens a new connection and asks the server what became of that
+    # transaction (``txid_status``): committed -> the commit returns as if nothing had happened
+    # (on the new connection); aborted -> the error is raised marked ``commit_outcome =
+    # "aborted"`` (nothing was written: the caller may run the transaction again); still
+    # unknown (the server cannot be reached, or the transaction is still in progress after
+    # ``LOST_COMMIT_WAIT`` seconds, every wait included) -> raised unmarked, and the wrapper is
+    # left closed (Django does not reconnect on the way out: the 503 comes at once).
     resolve_lost_commits = False
     LOST_COMMIT_WAIT = 5.0
 
