@@ -19,20 +19,23 @@ from __future__ import annotations
 import logging
 import re
 import socket
+import time
 from itertools import groupby
 from typing import NamedTuple
 
-from amqp.exceptions import PreconditionFailed
+from amqp.exceptions import MessageNacked, PreconditionFailed
 from django.conf import settings
 from django.db import connection, transaction
 from prometheus_client import Counter
 
 from admin_project.celery_app import app as celery_app
+from common.trace import trace_id_get
 from product_events import contract
 from product_events.broker import PRODUCTS_EXCHANGE, exchange_ensure
 from product_events.message import TaskMessage, task_message_body_size, task_message_encode
 
 from .claim import ClaimedEvent, outbox_claim, outbox_set_aside, outbox_unclaim
+from .record import EncodedEvent
 
 logger = logging.getLogger("admin_project.relay")
 
@@ -49,6 +52,44 @@ SET_ASIDE = Counter("relay_events_set_aside",
 _TOO_LARGE = re.compile(r"message size (\d+) is larger than configured max size (\d+)")
 
 
+class _Confirms:
+    """The broker's confirms on one channel in confirm mode, counted by delivery tag (1, 2, ...
+    in publish order): ``sent`` is the last tag published, ``confirmed`` the last one up to which
+    every message is confirmed."""
+
+    def __init__(self, channel) -> None:
+        self.sent = self.confirmed = 0
+        self._single: set[int] = set()
+        self.nacked = False
+        channel.events["basic_ack"].add(self._ack)
+        channel.events["basic_nack"].add(self._nack)
+
+    def _ack(self, tag: int, multiple: bool) -> None:
+        if multiple:
+            self.confirmed = max(self.confirmed, tag)
+        else:
+            self._single.add(tag)
+        while self.confirmed + 1 in self._single:
+            self._single.discard(self.confirmed + 1)
+            self.confirmed += 1
+
+    def _nack(self, tag: int, multiple: bool) -> None:
+        self.nacked = True
+
+    def wait(self, conn, *, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.confirmed < self.sent:
+            if self.nacked:
+                raise MessageNacked("the broker refused a message (basic.nack)")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"the broker did not confirm {self.sent - self.confirmed} "
+                                   f"messages within {timeout} s")
+            conn.drain_events(timeout=left)  # a basic.return raises here (mandatory)
+        if self.nacked:
+            raise MessageNacked("the broker refused a message (basic.nack)")
+
+
 class Publisher:
     """One broker connection (publisher confirms on), reused across publishes and dropped on the
     first error so the next attempt starts clean. Checks on connect that the products exchange
@@ -58,6 +99,7 @@ class Publisher:
         self.app = app
         self._conn = None
         self._producer = None
+        self._confirms: _Confirms | None = None  # of the producer's channel
         # The largest body this relay sends: the setting, lowered to the broker's limit once the
         # broker refused a larger message.
         self.max_message_bytes = max_message_bytes or settings.RELAY_MAX_MESSAGE_BYTES
@@ -68,7 +110,13 @@ class Publisher:
             try:
                 conn.ensure_connection(max_retries=1)
                 exchange_ensure(conn, PRODUCTS_EXCHANGE)  # its owner declares it
-                self._producer = conn.Producer(channel=conn.default_channel)
+                channel = conn.default_channel
+                # confirm mode now (py-amqp's own flag, as its basic_publish_confirm sets it), so
+                # every message on this channel, either way it is sent, is counted by its tag
+                channel._confirm_selected = True
+                channel.confirm_select()
+                self._confirms = _Confirms(channel)
+                self._producer = conn.Producer(channel=channel)
             except Exception:
                 conn.release()
                 raise
@@ -77,7 +125,9 @@ class Publisher:
 
     def publish(self, message: TaskMessage) -> None:
         """Send one message and wait for the broker's confirm (raises if it does not come)."""
-        self.producer().publish(
+        producer = self.producer()
+        self._confirms.sent += 1
+        producer.publish(
             message.body, exchange=PRODUCTS_EXCHANGE, routing_key=message.routing_key,
             headers=message.headers, **message.properties,
             mandatory=True,      # unroutable -> error, not a silent drop
@@ -87,15 +137,40 @@ class Publisher:
             declare=[],
         )
 
+    def publish_many(self, messages: list[TaskMessage]) -> None:
+        """Send ``messages`` one after the other, then wait for the broker's confirms of all of
+        them: one round trip for the lot rather than one per message (a quorum queue confirms
+        after its log write). Raises if the broker refuses or returns any of them, or does not
+        confirm them all within ``RELAY_CONFIRM_TIMEOUT``: the caller then takes none of them
+        as sent (some may have arrived: duplicates, never loss)."""
+        channel = self.producer().channel
+        confirms = self._confirms
+        for m in messages:
+            raw = channel.prepare_message(m.body, 0, m.properties["content_type"],
+                                          m.properties["content_encoding"], m.headers,
+                                          {k: v for k, v in m.properties.items()
+                                           if k not in ("content_type", "content_encoding")})
+            channel._basic_publish(raw, exchange=PRODUCTS_EXCHANGE.name,
+                                   routing_key=m.routing_key, mandatory=True)
+            confirms.sent += 1
+        confirms.wait(self._conn, timeout=settings.RELAY_CONFIRM_TIMEOUT)
+
     def reset(self) -> None:
+        """After a failure: drop the connection without AMQP's closing handshake (a broker that
+        stopped answering would hold each step of it for the whole I/O timeout)."""
+        self._drop(graceful=False)
+
+    def close(self) -> None:
+        self._drop(graceful=True)
+
+    def _drop(self, *, graceful: bool) -> None:
+        self._confirms = None
         conn, self._conn, self._producer = self._conn, None, None
         if conn is not None:
             try:
-                conn.release()
+                conn.release() if graceful else conn.collect()
             except Exception:  # noqa: BLE001 - it is already broken
                 pass
-
-    close = reset
 
 
 class Cycle(NamedTuple):
@@ -184,6 +259,56 @@ def outbox_publish_cycle(*, publisher: Publisher | None = None, app=celery_app,
     if error is not None:
         raise error
     return Cycle(events, len(aside), more)
+
+
+class DirectOutcome(NamedTuple):
+    """What ``events_publish_direct`` did: the events the broker confirmed, the ones to record
+    in the outbox instead (the relay sends them, or sets them aside with the reason it gives any
+    event), and the broker's failure, if that is why some were not sent."""
+
+    published: list[EncodedEvent]
+    unsent: list[EncodedEvent]
+    error: BaseException | None
+
+
+def events_publish_direct(*, events: list[EncodedEvent], publisher: Publisher, origin: str,
+                          max_events_per_message: int | None = None) -> DirectOutcome:
+    """Publish already encoded events straight to the products exchange, in messages as the
+    relay builds them (one type each, at most ``RELAY_MAX_EVENTS_PER_MESSAGE`` events and the
+    byte limit), each confirmed by the broker before the next. For producers whose events
+    commit with nothing (``resync``: a snapshot of what the admin holds, sent again), so the
+    outbox's atomicity buys them nothing. Never raises for the broker: what it could not send
+    comes back in ``unsent`` (an event no message may carry, an unknown type, the rest after a
+    failed publish, whose outcome is unknown: it may arrive twice, never be lost if the caller
+    records ``unsent`` in the outbox)."""
+    per_message = max_events_per_message or settings.RELAY_MAX_EVENTS_PER_MESSAGE
+    trace_id = trace_id_get()
+    rows = [ClaimedEvent(i, e.type, e.product_id, e.version, e.event_id, e.payload, trace_id)
+            for i, e in enumerate(events)]
+    chunks, aside = _chunks(rows, per_message, publisher.max_message_bytes)
+    error: BaseException | None = None
+    messages = [task_message_encode(events=[r.ref() for r in chunk],
+                                    events_json=[r.payload for r in chunk], origin=origin)
+                for chunk in chunks]
+    try:
+        if messages:
+            publisher.publish_many(messages)
+    except PreconditionFailed as exc:
+        publisher.reset()  # the broker closed the channel
+        refused = _TOO_LARGE.search(str(exc))
+        if refused is None:
+            error = exc
+        else:  # all of it goes through the outbox: the relay learns the limit and obeys it
+            publisher.max_message_bytes = min(publisher.max_message_bytes,
+                                              int(refused.group(2)))
+        chunks = []
+    except Exception as exc:  # noqa: BLE001 - the broker's failure: none of it counts as sent
+        publisher.reset()
+        error = exc
+        chunks = []
+    done = {r.id for chunk in chunks for r in chunk}
+    return DirectOutcome([e for i, e in enumerate(events) if i in done],
+                         [e for i, e in enumerate(events) if i not in done], error)
 
 
 def _chunks(rows: list[ClaimedEvent], per_message: int, max_bytes: int

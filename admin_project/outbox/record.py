@@ -41,29 +41,53 @@ _ROW = "(%s, %s, %s, %s, %s::jsonb, %s, %s)"
 _INSERT_ONE = _INSERT.replace("%s", _ROW, 1)
 
 
-def outbox_events_record(*, items: list[EventItem]) -> list[int]:
-    """Record ``items`` in the current transaction, and wake the relay on commit. Each event
-    carries the current trace id (the HTTP request's, or the command run's). Returns the outbox
-    row ids. Refuses to run outside a transaction: the event must commit with its change."""
-    if not connection.in_atomic_block:
-        raise RuntimeError("outbox events must be recorded inside the change's transaction")
-    if not items:
-        return []
+class EncodedEvent(NamedTuple):
+    """An event as recorded and sent: its envelope's JSON text (``payload``, ASCII, so its
+    length is its bytes) and the columns an outbox row keeps beside it."""
+
+    event_id: str
+    type: str
+    product_id: int
+    version: int
+    payload: str
+    occurred_at: datetime
+    size: int
+
+
+def events_encode(*, items: list[EventItem]) -> list[EncodedEvent]:
+    """Build and validate each item's envelope (``contract.envelope_build``) with the current
+    trace id (the HTTP request's, or the command run's), and write its JSON."""
     trace_id = trace_id_get()
-    rows = []
+    encoded = []
     for event_type, product_id, version, occurred_at, data in items:
         envelope = contract.envelope_build(event_type=event_type, product_id=product_id,
                                            version=version, occurred_at=occurred_at, data=data,
                                            trace_id=trace_id)
         payload = json.dumps(envelope, separators=(",", ":"))  # ASCII: len() is its bytes
-        rows.append((envelope["event_id"], event_type, product_id, version, payload,
-                     occurred_at, len(payload)))
+        encoded.append(EncodedEvent(envelope["event_id"], event_type, product_id, version,
+                                    payload, occurred_at, len(payload)))
+    return encoded
+
+
+def outbox_events_record(*, items: list[EventItem]) -> list[int]:
+    """Record ``items`` in the current transaction, and wake the relay on commit. Each event
+    carries the current trace id (the HTTP request's, or the command run's). Returns the outbox
+    row ids. Refuses to run outside a transaction: the event must commit with its change."""
+    return outbox_encoded_record(events=events_encode(items=items))
+
+
+def outbox_encoded_record(*, events: list[EncodedEvent]) -> list[int]:
+    """``outbox_events_record`` for events already encoded (``events_encode``)."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("outbox events must be recorded inside the change's transaction")
+    if not events:
+        return []
     with connection.cursor() as cursor:
-        if len(rows) == 1:  # the request path: no execute_values overhead
-            cursor.execute(_INSERT_ONE, rows[0])
+        if len(events) == 1:  # the request path: no execute_values overhead
+            cursor.execute(_INSERT_ONE, events[0])
             return [cursor.fetchone()[0]]
-        inserted = execute_values(cursor.cursor, _INSERT, rows, template=_ROW,
-                                  page_size=len(rows), fetch=True)
+        inserted = execute_values(cursor.cursor, _INSERT, events, template=_ROW,
+                                  page_size=len(events), fetch=True)
     return [row[0] for row in inserted]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -10,7 +11,13 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.utils import timezone
 
-from admin_project.outbox.record import EventItem, outbox_events_record
+from admin_project.outbox.publish import Publisher, events_publish_direct
+from admin_project.outbox.record import (
+    EventItem,
+    events_encode,
+    outbox_encoded_record,
+    outbox_events_record,
+)
 from admin_project.outbox.selectors import outbox_pending_count
 from product_events import contract
 
@@ -22,6 +29,7 @@ logger = logging.getLogger("admin_project.resync")
 CHECKPOINT = "all-products"
 # products_resync counts the outbox's backlog at least this often (seconds)
 RECOUNT_SECONDS = 1.0
+ORIGIN = f"resync@{socket.gethostname()}"  # the messages' origin header (Flower shows it)
 
 
 _ID = services.SNAPSHOT_COLUMNS.index("id")
@@ -81,13 +89,26 @@ def _next_batch(after: int, size: int) -> tuple[list[EventItem], bool]:
 
 def products_resync(*, batch_size: int = 500, rate: float | None = None,
                     max_pending: int = 20_000, restart: bool = False,
+                    through_outbox: bool = False, publisher: Publisher | None = None,
                     sleep: Callable[[float], None] = time.sleep,
                     progress: Callable[[str], None] = logger.info) -> int:
-    """Republish every product and every tombstone through the outbox, in id order.
+    """Republish every product and every tombstone, in id order.
 
-    Every batch, the last one included, holds at most ``batch_size`` events and is written only
-    when it fits below ``max_pending`` pending outbox events (so resync alone never lifts the
-    backlog above it; 0 = no limit; a batch is at most ``max_pending`` events then). Throttled
+    Each batch is published straight to the broker (with confirms, in messages as the relay
+    builds them) and checkpointed once confirmed: a snapshot sent again commits with nothing, so
+    the outbox's atomicity buys it nothing, while writing, claiming and marking a row per event
+    cost as much as the rest of the pipeline together (docs/performance.md). What the broker
+    cannot take goes through the outbox, where the relay sends it or sets it aside with its
+    reason: an event too large for any message, and, once a publish fails (the broker down or
+    not confirming, no queue bound), that batch's unconfirmed events and every later batch
+    (``through_outbox`` from the start: the broker need not be up). Nothing is lost: a batch's
+    events are confirmed or recorded before its checkpoint commits; an unconfirmed one may
+    arrive twice (consumers are idempotent by version).
+
+    Every batch, the last one included, holds at most ``batch_size`` events and is sent only
+    when it fits below ``max_pending`` pending outbox events (live changes, and resync's own once
+    it goes through the outbox: resync never buries them; 0 = no limit; a batch is at most
+    ``max_pending`` events then). Throttled
     to ``rate`` events/s at most, and resumable: progress is checkpointed per batch, so a new
     run continues where an interrupted one stopped (``restart`` starts over).
 
@@ -107,6 +128,21 @@ def products_resync(*, batch_size: int = 500, rate: float | None = None,
     elif checkpoint.last_product_id:
         progress(f"resuming after product {checkpoint.last_product_id} "
                  f"({checkpoint.events} events already queued)")
+    own_publisher = publisher is None and not through_outbox
+    if own_publisher:
+        publisher = Publisher()
+    try:
+        return _resync_batches(checkpoint, size=size, rate=rate, max_pending=max_pending,
+                               publisher=None if through_outbox else publisher,
+                               sleep=sleep, progress=progress)
+    finally:
+        if own_publisher:
+            publisher.close()
+
+
+def _resync_batches(checkpoint: ResyncCheckpoint, *, size: int, rate: float | None,
+                    max_pending: int, publisher: Publisher | None,
+                    sleep: Callable[[float], None], progress: Callable[[str], None]) -> int:
     queued = 0
     started = time.monotonic()
     pending, counted = 0, None  # the backlog's upper bound, and when it was last counted
@@ -120,16 +156,33 @@ def products_resync(*, batch_size: int = 500, rate: float | None = None,
                 sleep(0.5)  # let the relay catch up: resync must not bury live changes
         with transaction.atomic():
             items, last = _next_batch(checkpoint.last_product_id, size)
+            recorded = published = 0
+            if items and publisher is not None:
+                outcome = events_publish_direct(events=events_encode(items=items),
+                                                publisher=publisher, origin=ORIGIN)
+                recorded = len(outbox_encoded_record(events=outcome.unsent))
+                published = len(outcome.published)
+                if outcome.error is not None:
+                    publisher = None  # the rest of this run goes through the outbox
+                    msg = (f"the broker did not take a batch ({type(outcome.error).__name__}: "
+                           f"{outcome.error}); its unconfirmed events and every later batch "
+                           "go through the outbox")
+                    logger.warning("resync: %s", msg)
+                    progress(msg)
+            elif items:
+                recorded = len(outbox_events_record(items=items))
             if items:
-                outbox_events_record(items=items)
                 checkpoint.last_product_id = items[-1].product_id
             checkpoint.events += len(items)
             checkpoint.finished = last
             checkpoint.save()
         queued += len(items)
-        pending += len(items)
+        pending += recorded
         if items:
-            progress(f"queued {queued} events (up to product {checkpoint.last_product_id})")
+            how = (f"{published} published, {recorded} into the outbox"
+                   if published else "into the outbox")
+            progress(f"queued {queued} events (up to product {checkpoint.last_product_id}; "
+                     f"this batch {how})")
         if checkpoint.finished:
             break
         if rate:

@@ -19,6 +19,12 @@ def make(n):
     return [services.product_create(title=f"p{i}", price=Decimal("1.00")).pk for i in range(n)]
 
 
+def outbox_resync(**kwargs):
+    """Resync through the outbox (``--through-outbox``): these tests read what it records.
+    Published straight to the broker (the default): test_resync_direct.py."""
+    return resync.products_resync(through_outbox=True, **kwargs)
+
+
 def fresh_events():
     return list(OutboxEvent.objects.filter(sent_at__isnull=True).order_by("id")
                 .values_list("type", "product_id", "version"))
@@ -37,7 +43,7 @@ def test_resync_republishes_products_and_deletions_in_id_order():
     services.product_update(product_id=ids[1], data={"title": "v2"})
     services.product_delete(product_id=ids[2])
     OutboxEvent.objects.all().delete()
-    assert resync.products_resync(batch_size=2, rate=None, max_pending=0) == 5
+    assert outbox_resync(batch_size=2, rate=None, max_pending=0) == 5
     assert fresh_events() == [
         ("product.created", ids[0], 1), ("product.updated", ids[1], 2),
         ("product.deleted", ids[2], 2), ("product.created", ids[3], 1),
@@ -62,19 +68,19 @@ def test_resync_resumes_after_an_interruption():
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        resync.products_resync(batch_size=2, max_pending=0, progress=progress)
+        outbox_resync(batch_size=2, max_pending=0, progress=progress)
     assert OutboxEvent.objects.count() == 4  # two batches committed before the interruption
-    assert resync.products_resync(batch_size=2, max_pending=0, progress=calls.append) == 2
+    assert outbox_resync(batch_size=2, max_pending=0, progress=calls.append) == 2
     assert any("resuming after product" in c for c in calls)
     assert OutboxEvent.objects.count() == 6  # nothing twice, nothing skipped
-    assert resync.products_resync(batch_size=2, max_pending=0) == 6  # finished: starts over
+    assert outbox_resync(batch_size=2, max_pending=0) == 6  # finished: starts over
 
 
 def test_resync_is_throttled_and_waits_for_the_relay():
     make(10)
     slept = []
-    resync.products_resync(batch_size=5, rate=5, max_pending=0, restart=True,
-                           sleep=slept.append)
+    outbox_resync(batch_size=5, rate=5, max_pending=0, restart=True,
+                  sleep=slept.append)
     assert slept and sum(slept) > 0.5  # 10 events at 5/s: about 1 s of pauses
 
     pending_waits = []
@@ -83,8 +89,8 @@ def test_resync_is_throttled_and_waits_for_the_relay():
         pending_waits.append(seconds)
         OutboxEvent.objects.update(sent_at="2026-01-01T00:00:00Z")  # the relay caught up
 
-    resync.products_resync(batch_size=5, rate=None, max_pending=5, restart=True,
-                           sleep=fake_sleep)
+    outbox_resync(batch_size=5, rate=None, max_pending=5, restart=True,
+                  sleep=fake_sleep)
     assert pending_waits  # paused while more than 5 events were pending
 
 
@@ -103,7 +109,7 @@ def test_the_backlog_is_counted_when_it_could_pass_the_limit_not_before_every_ba
 
     monkeypatch.setattr(resync, "outbox_pending_count", counted)
     monkeypatch.setattr(resync, "RECOUNT_SECONDS", 3600)
-    assert resync.products_resync(batch_size=2, max_pending=1000, restart=True) == 20
+    assert outbox_resync(batch_size=2, max_pending=1000, restart=True) == 20
     assert counts == [0]  # 10 batches, one count: 20 events never come near 1,000
 
     # a limit the batches reach: counted again each time the bound would pass it; the relay
@@ -114,15 +120,15 @@ def test_the_backlog_is_counted_when_it_could_pass_the_limit_not_before_every_ba
     def relay_catches_up(_seconds):
         OutboxEvent.objects.filter(sent_at__isnull=True).update(sent_at=timezone.now())
 
-    assert resync.products_resync(batch_size=2, max_pending=6, restart=True,
-                                  sleep=relay_catches_up) == 20
+    assert outbox_resync(batch_size=2, max_pending=6, restart=True,
+                         sleep=relay_catches_up) == 20
     assert 3 <= len(counts) < 20 and max(counts) <= 6, counts
 
     # and at least every RECOUNT_SECONDS: a change made meanwhile by someone else is seen
     OutboxEvent.objects.all().delete()
     counts.clear()
     monkeypatch.setattr(resync, "RECOUNT_SECONDS", 0)
-    assert resync.products_resync(batch_size=2, max_pending=1000, restart=True) == 20
+    assert outbox_resync(batch_size=2, max_pending=1000, restart=True) == 20
     assert counts == list(range(0, 22, 2))  # before every batch (and the last, empty, one)
 
 
@@ -160,8 +166,8 @@ def test_every_batch_obeys_batch_size_and_max_pending(live, deleted, batch_size,
     def relay_catches_up(_seconds):
         OutboxEvent.objects.filter(sent_at__isnull=True).update(sent_at=timezone.now())
 
-    n = resync.products_resync(batch_size=batch_size, rate=None, max_pending=max_pending,
-                               restart=True, sleep=relay_catches_up, progress=progress)
+    n = outbox_resync(batch_size=batch_size, rate=None, max_pending=max_pending,
+                      restart=True, sleep=relay_catches_up, progress=progress)
     assert n == len(ids) == sum(batches)
     assert all(1 <= b <= batch_size for b in batches), batches
     if max_pending:
@@ -178,8 +184,8 @@ def test_resync_twice_records_the_same_event_ids():
     services.product_update(product_id=ids[1], data={"title": "v2"})
     services.product_delete(product_id=ids[2])
     first = set(OutboxEvent.objects.values_list("type", "product_id", "version", "event_id"))
-    resync.products_resync(batch_size=2, max_pending=0, restart=True)
-    resync.products_resync(batch_size=2, max_pending=0, restart=True)
+    outbox_resync(batch_size=2, max_pending=0, restart=True)
+    outbox_resync(batch_size=2, max_pending=0, restart=True)
     resync.products_republish(product_ids=ids)
     rows = list(OutboxEvent.objects.values_list("type", "product_id", "version", "event_id"))
     assert len(rows) == 5 + 3 * 3  # the outbox holds the same change more than once
