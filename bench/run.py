@@ -451,14 +451,14 @@ def resync(stack: Stack, n: int) -> dict:
     t0 = time.perf_counter()
     out = stack.manage("admin_project", "resync", "--restart", "--rate", "0", timeout=LONG_WAIT)
     assert out.returncode == 0, out.stderr
-    queued = time.perf_counter() - t0
+    command = time.perf_counter() - t0  # it publishes every event (confirmed) before it ends
     wait_until(lambda: catalog_count(stack) >= n, timeout=LONG_WAIT, interval=0.2,
                message="resync applied")
     seconds = time.perf_counter() - t0
     # the database alone, same run: as many rows through the catalog's own upsert, 100 per
     # transaction, from memory (no admin, outbox, relay, broker or worker)
     db = db_limit(stack, n)
-    return {"products": n, "seconds": seconds, "outbox_written_s": queued,
+    return {"products": n, "seconds": seconds, "command_s": command,
             "db_seconds": db["seconds"], "vs_db": seconds / db["seconds"]}
 
 
@@ -731,6 +731,8 @@ def table(r: dict) -> str:
     rows.append((f"resync of {rs['products']:,} products, end to end",
                  f"{rs['seconds']:.1f} s = {rs['vs_db']:.2f}x the database alone "
                  f"({rs['db_seconds']:.1f} s, same rows)", "<= 2x the database alone"))
+    rows.append(("  the resync command itself (publishing, confirmed)",
+                 f"{rs['command_s']:.1f} s", ""))
     ae = r.get("antientropy")
     if ae:
         rows.append((f"anti-entropy: {ae['products']:,} products, {ae['drifted']} drifted",
