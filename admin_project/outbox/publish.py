@@ -52,40 +52,59 @@ SET_ASIDE = Counter("relay_events_set_aside",
 _TOO_LARGE = re.compile(r"message size (\d+) is larger than configured max size (\d+)")
 
 
+class PublishFailed(Exception):
+    """``Publisher.publish_many`` failed (the cause is chained); ``confirmed`` of its messages,
+    the first ones, were confirmed by the broker before it did."""
+
+    def __init__(self, cause: BaseException, confirmed: int) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause, self.confirmed = cause, confirmed
+
+
 class _Confirms:
-    """The broker's confirms on one channel in confirm mode, counted by delivery tag (1, 2, ...
-    in publish order): ``sent`` is the last tag published, ``confirmed`` the last one up to which
-    every message is confirmed."""
+    """The broker's confirms on one channel in confirm mode, by delivery tag (1, 2, ... in
+    publish order): ``sent`` is the last tag published, ``settled`` the last one up to which every
+    message is acked or nacked, ``confirmed`` the last one up to which every message is acked.
+    (A quorum queue acks after its log write, while a full queue's nack comes at once: a nack
+    may overtake the acks of messages before it.)"""
 
     def __init__(self, channel) -> None:
-        self.sent = self.confirmed = 0
-        self._single: set[int] = set()
+        self.sent = self.settled = self.confirmed = 0
         self.nacked = False
+        self._ahead: dict[int, bool] = {}  # settled tags past ``settled``: acked?
         channel.events["basic_ack"].add(self._ack)
         channel.events["basic_nack"].add(self._nack)
 
     def _ack(self, tag: int, multiple: bool) -> None:
-        if multiple:
-            self.confirmed = max(self.confirmed, tag)
-        else:
-            self._single.add(tag)
-        while self.confirmed + 1 in self._single:
-            self._single.discard(self.confirmed + 1)
-            self.confirmed += 1
+        self._settle(tag, multiple, True)
 
     def _nack(self, tag: int, multiple: bool) -> None:
-        self.nacked = True
+        self._settle(tag, multiple, False)
+
+    def _settle(self, tag: int, multiple: bool, acked: bool) -> None:
+        for t in range(self.settled + 1, tag + 1) if multiple else (tag,):
+            self._ahead.setdefault(t, acked)
+        while self.settled + 1 in self._ahead:
+            self.settled += 1
+            if not self._ahead.pop(self.settled):
+                self.nacked = True
+            elif self.confirmed == self.settled - 1:
+                self.confirmed = self.settled
 
     def wait(self, conn, *, timeout: float) -> None:
+        """Until every message sent is acked or nacked; raises if one was nacked or the
+        broker does not settle them all within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        while self.confirmed < self.sent:
-            if self.nacked:
-                raise MessageNacked("the broker refused a message (basic.nack)")
+        while self.settled < self.sent:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"the broker did not confirm {self.sent - self.confirmed} "
+                raise TimeoutError(f"the broker did not confirm {self.sent - self.settled} "
                                    f"messages within {timeout} s")
-            conn.drain_events(timeout=left)  # a basic.return raises here (mandatory)
+            try:
+                conn.drain_events(timeout=left)  # a basic.return raises here (mandatory)
+            except TimeoutError:  # the socket's own: say what did not come
+                raise TimeoutError(f"the broker did not confirm {self.sent - self.settled} "
+                                   f"messages within {timeout} s") from None
         if self.nacked:
             raise MessageNacked("the broker refused a message (basic.nack)")
 
@@ -140,20 +159,28 @@ class Publisher:
     def publish_many(self, messages: list[TaskMessage]) -> None:
         """Send ``messages`` one after the other, then wait for the broker's confirms of all of
         them: one round trip for the lot rather than one per message (a quorum queue confirms
-        after its log write). Raises if the broker refuses or returns any of them, or does not
-        confirm them all within ``RELAY_CONFIRM_TIMEOUT``: the caller then takes none of them
-        as sent (some may have arrived: duplicates, never loss)."""
-        channel = self.producer().channel
-        confirms = self._confirms
-        for m in messages:
-            raw = channel.prepare_message(m.body, 0, m.properties["content_type"],
-                                          m.properties["content_encoding"], m.headers,
-                                          {k: v for k, v in m.properties.items()
-                                           if k not in ("content_type", "content_encoding")})
-            channel._basic_publish(raw, exchange=PRODUCTS_EXCHANGE.name,
-                                   routing_key=m.routing_key, mandatory=True)
-            confirms.sent += 1
-        confirms.wait(self._conn, timeout=settings.RELAY_CONFIRM_TIMEOUT)
+        after its log write). Raises ``PublishFailed`` if the broker cannot be reached, refuses
+        or returns any of them, or does not confirm them all within ``RELAY_CONFIRM_TIMEOUT``,
+        saying how many of them (the first ones) it confirmed before; the others may have
+        arrived or not (duplicates if sent again, never loss)."""
+        first = None
+        try:
+            channel = self.producer().channel
+            confirms = self._confirms
+            first = confirms.sent
+            for m in messages:
+                raw = channel.prepare_message(m.body, 0, m.properties["content_type"],
+                                              m.properties["content_encoding"], m.headers,
+                                              {k: v for k, v in m.properties.items()
+                                               if k not in ("content_type", "content_encoding")})
+                channel._basic_publish(raw, exchange=PRODUCTS_EXCHANGE.name,
+                                       routing_key=m.routing_key, mandatory=True)
+                confirms.sent += 1
+            confirms.wait(self._conn, timeout=settings.RELAY_CONFIRM_TIMEOUT)
+        except Exception as exc:
+            confirmed = 0 if first is None else max(0, min(len(messages),
+                                                           confirms.confirmed - first))
+            raise PublishFailed(exc, confirmed) from exc
 
     def reset(self) -> None:
         """After a failure: drop the connection without AMQP's closing handshake (a broker that
@@ -278,9 +305,9 @@ def events_publish_direct(*, events: list[EncodedEvent], publisher: Publisher, o
     byte limit), each confirmed by the broker before the next. For producers whose events
     commit with nothing (``resync``: a snapshot of what the admin holds, sent again), so the
     outbox's atomicity buys them nothing. Never raises for the broker: what it could not send
-    comes back in ``unsent`` (an event no message may carry, an unknown type, the rest after a
-    failed publish, whose outcome is unknown: it may arrive twice, never be lost if the caller
-    records ``unsent`` in the outbox)."""
+    comes back in ``unsent``: an event no message may carry, an unknown type, and after a failed
+    publish every event the broker had not confirmed (its outcome unknown: it may arrive twice,
+    never be lost if the caller records ``unsent`` in the outbox)."""
     per_message = max_events_per_message or settings.RELAY_MAX_EVENTS_PER_MESSAGE
     trace_id = trace_id_get()
     rows = [ClaimedEvent(i, e.type, e.product_id, e.version, e.event_id, e.payload, trace_id)
@@ -293,19 +320,19 @@ def events_publish_direct(*, events: list[EncodedEvent], publisher: Publisher, o
     try:
         if messages:
             publisher.publish_many(messages)
-    except PreconditionFailed as exc:
-        publisher.reset()  # the broker closed the channel
-        refused = _TOO_LARGE.search(str(exc))
-        if refused is None:
-            error = exc
-        else:  # all of it goes through the outbox: the relay learns the limit and obeys it
-            publisher.max_message_bytes = min(publisher.max_message_bytes,
-                                              int(refused.group(2)))
-        chunks = []
-    except Exception as exc:  # noqa: BLE001 - the broker's failure: none of it counts as sent
+    except PublishFailed as failed:
         publisher.reset()
-        error = exc
-        chunks = []
+        chunks = chunks[:failed.confirmed]  # confirmed before the failure: sent
+        refused = (_TOO_LARGE.search(str(failed.cause))
+                   if isinstance(failed.cause, PreconditionFailed) else None)
+        if refused is None:
+            error = failed.cause
+        else:  # the rest goes through the outbox; the relay learns the limit and obeys it too
+            broker_max = int(refused.group(2))
+            logger.warning("the broker refuses messages above %d bytes (%s); resync keeps "
+                           "below that from now on, and this batch's unconfirmed events go "
+                           "through the outbox", broker_max, failed.cause)
+            publisher.max_message_bytes = min(publisher.max_message_bytes, broker_max)
     done = {r.id for chunk in chunks for r in chunk}
     return DirectOutcome([e for i, e in enumerate(events) if i in done],
                          [e for i, e in enumerate(events) if i not in done], error)

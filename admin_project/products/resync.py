@@ -29,6 +29,7 @@ logger = logging.getLogger("admin_project.resync")
 CHECKPOINT = "all-products"
 # products_resync counts the outbox's backlog at least this often (seconds)
 RECOUNT_SECONDS = 1.0
+WAIT_REPORT_SECONDS = 10.0  # says it waits for the relay this often
 ORIGIN = f"resync@{socket.gethostname()}"  # the messages' origin header (Flower shows it)
 
 
@@ -149,10 +150,15 @@ def _resync_batches(checkpoint: ResyncCheckpoint, *, size: int, rate: float | No
     while True:
         if max_pending and (counted is None or pending + size > max_pending
                             or time.monotonic() - counted >= RECOUNT_SECONDS):
+            said = None  # when it last said it waits
             while True:
                 pending, counted = outbox_pending_count(), time.monotonic()
                 if pending + size <= max_pending:
                     break
+                if said is None or counted - said >= WAIT_REPORT_SECONDS:
+                    said = counted
+                    progress(f"waiting for the relay: {pending} events pending in the outbox "
+                             f"(--max-pending {max_pending}, a batch {size})")
                 sleep(0.5)  # let the relay catch up: resync must not bury live changes
         with transaction.atomic():
             items, last = _next_batch(checkpoint.last_product_id, size)
@@ -179,8 +185,12 @@ def _resync_batches(checkpoint: ResyncCheckpoint, *, size: int, rate: float | No
         queued += len(items)
         pending += recorded
         if items:
-            how = (f"{published} published, {recorded} into the outbox"
-                   if published else "into the outbox")
+            if not recorded:
+                how = "published"
+            elif published:
+                how = f"{published} published, {recorded} into the outbox"
+            else:
+                how = "into the outbox"
             progress(f"queued {queued} events (up to product {checkpoint.last_product_id}; "
                      f"this batch {how})")
         if checkpoint.finished:

@@ -7,6 +7,7 @@ lost, never a hang."""
 import json
 import time
 import uuid
+from collections import defaultdict
 from decimal import Decimal
 
 import pytest
@@ -16,6 +17,7 @@ from django.test import override_settings
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kombu import Exchange, Queue
 
 from admin_project.outbox import publish
 from admin_project.outbox.models import OutboxEvent
@@ -188,6 +190,52 @@ def test_a_broker_that_stops_answering_mid_run_loses_nothing_and_waits_bounded(b
     assert published | recorded == set(ids)  # nothing lost
     assert published == set(ids[:3])  # the first batch, confirmed before the black hole
     assert recorded == set(ids[3:])
+    assert any("did not confirm 1 messages within 1.0 s" in c for c in calls), calls
+
+
+def test_messages_confirmed_before_a_refusal_count_as_sent(settings):
+    """A queue that takes two messages and refuses the rest (basic.nack): the two confirmed
+    messages are sent, the refused ones and the rest of the run go through the outbox, and
+    nothing confirmed is sent twice."""
+    exchange_declare()
+    settings.RELAY_MAX_EVENTS_PER_MESSAGE = 1
+    full = f"full-{uuid.uuid4().hex[:8]}"
+    with amqp.broker_connection() as conn:
+        Queue(full, Exchange(contract.EXCHANGE, contract.EXCHANGE_TYPE, passive=True),
+              routing_key=contract.ROUTING_PATTERN_ALL,
+              queue_arguments={"x-max-length": 2, "x-overflow": "reject-publish"})(
+            conn.default_channel).declare()
+    try:
+        ids = make(9)
+        OutboxEvent.objects.all().delete()
+        calls = []
+        assert resync.products_resync(batch_size=6, max_pending=0, progress=calls.append) == 9
+        assert [e[1] for e in events_of(received(full))] == ids[:2]
+    finally:
+        amqp.queue_delete(full)
+    assert sorted(OutboxEvent.objects.values_list("product_id", flat=True)) == ids[2:]
+    assert "MessageNacked" in calls[0] and "this batch 2 published, 4 into the outbox" in calls[1]
+    assert calls[2].endswith("this batch into the outbox)")
+
+
+def test_says_it_waits_for_the_relay_when_the_broker_is_down(bus_queue):
+    """With the broker down every batch goes into the outbox; at --max-pending resync waits for
+    the relay (it must not bury live changes) and says so, rather than wait silently."""
+    ids = make(12)
+    OutboxEvent.objects.all().delete()
+    publisher = publisher_via("amqp://guest:guest@127.0.0.1:1//")
+    calls, sleeps = [], []
+
+    def relay_back_later(seconds):
+        sleeps.append(seconds)
+        if len(sleeps) % 3 == 0:  # the broker is back and the relay sends what waits
+            OutboxEvent.objects.update(sent_at=timezone.now())
+
+    assert resync.products_resync(batch_size=3, max_pending=4, publisher=publisher,
+                                  sleep=relay_back_later, progress=calls.append) == 12
+    waiting = [c for c in calls if c.startswith("waiting for the relay: ")]
+    assert waiting and "events pending in the outbox (--max-pending 4, a batch 3)" in waiting[0]
+    assert sorted(OutboxEvent.objects.values_list("product_id", flat=True)) == ids
 
 
 def test_an_event_too_large_for_a_message_goes_to_the_relay_to_be_set_aside(bus_queue, settings):
@@ -237,3 +285,29 @@ def test_waits_while_live_changes_pile_up_in_the_outbox(bus_queue):
                                   sleep=relay_catches_up) == 10
     assert waits  # 10 pending + a batch of 5 > 12: it waited for the relay first
     assert len(events_of(received(bus_queue))) == 10
+
+
+def test_confirms_are_counted_in_the_order_they_settle():
+    """Acks and nacks by delivery tag, single or ``multiple``, a nack overtaking earlier acks
+    (a quorum queue acks after its log write, a full queue nacks at once)."""
+
+    class Channel:
+        events = defaultdict(set)
+
+    confirms = publish._Confirms(Channel())
+    confirms.sent = 6
+    confirms._nack(3, False)
+    assert (confirms.settled, confirms.confirmed, confirms.nacked) == (0, 0, False)
+    confirms._ack(2, True)  # 1 and 2 acked; 3 was nacked before
+    assert (confirms.settled, confirms.confirmed, confirms.nacked) == (3, 2, True)
+    confirms._ack(5, False)
+    assert confirms.settled == 3
+    confirms._ack(4, False)
+    confirms._ack(6, True)
+    assert (confirms.settled, confirms.confirmed) == (6, 2)  # the first two only, in order
+
+    fresh = publish._Confirms(Channel())
+    fresh.sent = 3
+    for tag in (3, 1, 2):
+        fresh._ack(tag, False)
+    assert (fresh.settled, fresh.confirmed, fresh.nacked) == (3, 3, False)
