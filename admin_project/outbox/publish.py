@@ -302,7 +302,8 @@ def events_publish_direct(*, events: list[EncodedEvent], publisher: Publisher, o
                           max_events_per_message: int | None = None) -> DirectOutcome:
     """Publish already encoded events straight to the products exchange, in messages as the
     relay builds them (one type each, at most ``RELAY_MAX_EVENTS_PER_MESSAGE`` events and the
-    byte limit), each confirmed by the broker before the next. For producers whose events
+    byte limit), all sent and then their confirms awaited together (``publish_many``). For
+    producers whose events
     commit with nothing (``resync``: a snapshot of what the admin holds, sent again), so the
     outbox's atomicity buys them nothing. Never raises for the broker: what it could not send
     comes back in ``unsent``: an event no message may carry, an unknown type, and after a failed
