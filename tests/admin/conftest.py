@@ -1,8 +1,14 @@
+import uuid
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from admin_project.outbox import publish
+from harness import amqp
+from product_events import contract
 
 PRODUCT_PERMS = ("add_product", "change_product", "delete_product", "view_product")
 
@@ -42,3 +48,22 @@ def viewer_api(viewer):
 @pytest.fixture
 def anon():
     return APIClient()
+
+
+def exchange_declare():
+    """The products exchange exists (the relay's publisher declares it when it connects)."""
+    publisher = publish.Publisher()
+    try:
+        publisher.producer()
+    finally:
+        publisher.close()
+
+
+@pytest.fixture
+def bus_queue():
+    """Stands in for a consumer: a queue bound to the products exchange for every event."""
+    exchange_declare()
+    name = f"spy-{uuid.uuid4().hex[:8]}"
+    amqp.spy_queue(name, contract.EXCHANGE, contract.ROUTING_PATTERN_ALL)
+    yield name
+    amqp.queue_delete(name)

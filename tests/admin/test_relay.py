@@ -19,26 +19,9 @@ from harness import amqp
 from harness.waiting import wait_until
 from product_events import contract
 
+from .conftest import exchange_declare
+
 pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
-
-
-def exchange_declare():
-    """The products exchange exists (the relay's publisher declares it when it connects)."""
-    publisher = publish.Publisher()
-    try:
-        publisher.producer()
-    finally:
-        publisher.close()
-
-
-@pytest.fixture
-def bus_queue():
-    """Stands in for a consumer: a queue bound to the products exchange for every event."""
-    exchange_declare()
-    name = f"spy-{uuid.uuid4().hex[:8]}"
-    amqp.spy_queue(name, contract.EXCHANGE, contract.ROUTING_PATTERN_ALL)
-    yield name
-    amqp.queue_delete(name)
 
 
 def make_products(n, **kw):

@@ -19,7 +19,7 @@ from harness.blackhole import BlackholeProxy
 from harness.waiting import wait_until
 from product_events import contract
 
-from .test_relay import exchange_declare
+from .conftest import exchange_declare
 
 pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
 

@@ -28,8 +28,6 @@ from harness import amqp, rabbit
 from product_events import contract
 from product_events.message import task_message_body_size
 
-from .test_relay import bus_queue, exchange_declare  # noqa: F401 - fixtures
-
 pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,7 +92,7 @@ def test_every_field_is_bounded_in_api_model_and_database():
 
 
 def test_messages_stay_below_the_byte_limit_and_a_too_large_event_is_set_aside(
-        bus_queue, settings):  # noqa: F811
+        bus_queue, settings):
     settings.RELAY_MAX_MESSAGE_BYTES = 8_000
     before = publish.SET_ASIDE._value.get()
     for i in range(20):

@@ -53,13 +53,13 @@ def test_resync_republishes_products_and_deletions_in_id_order():
     assert ResyncCheckpoint.objects.get().finished
 
 
-def test_resync_resumes_after_an_interruption():
-    make(6)
-    OutboxEvent.objects.all().delete()
+class Interrupt(Exception):
+    pass
 
-    class Interrupt(Exception):
-        pass
 
+def interrupted_after_two_batches(**kwargs) -> list[str]:
+    """Run ``products_resync`` (``kwargs``) and interrupt it, as Ctrl-C would, once it reported
+    its second batch; returns what it reported."""
     calls = []
 
     def progress(msg):
@@ -68,7 +68,14 @@ def test_resync_resumes_after_an_interruption():
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        outbox_resync(batch_size=2, max_pending=0, progress=progress)
+        resync.products_resync(progress=progress, **kwargs)
+    return calls
+
+
+def test_resync_resumes_after_an_interruption():
+    make(6)
+    OutboxEvent.objects.all().delete()
+    calls = interrupted_after_two_batches(batch_size=2, max_pending=0, through_outbox=True)
     assert OutboxEvent.objects.count() == 4  # two batches committed before the interruption
     assert outbox_resync(batch_size=2, max_pending=0, progress=calls.append) == 2
     assert any("resuming after product" in c for c in calls)

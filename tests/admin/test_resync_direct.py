@@ -8,7 +8,6 @@ import json
 import time
 import uuid
 from collections import defaultdict
-from decimal import Decimal
 
 import pytest
 from celery import Celery
@@ -27,22 +26,10 @@ from harness import amqp
 from harness.blackhole import BlackholeProxy
 from product_events import contract
 
-from .test_relay import exchange_declare
+from .conftest import exchange_declare
+from .test_resync import interrupted_after_two_batches, make
 
 pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def bus_queue():
-    exchange_declare()
-    name = f"spy-{uuid.uuid4().hex[:8]}"
-    amqp.spy_queue(name, contract.EXCHANGE, contract.ROUTING_PATTERN_ALL)
-    yield name
-    amqp.queue_delete(name)
-
-
-def make(n):
-    return [services.product_create(title=f"p{i}", price=Decimal("1.00")).pk for i in range(n)]
 
 
 def received(queue):
@@ -255,19 +242,7 @@ def test_an_event_too_large_for_a_message_goes_to_the_relay_to_be_set_aside(bus_
 def test_resumes_after_an_interruption_without_sending_a_batch_twice(bus_queue):
     make(6)
     OutboxEvent.objects.all().delete()
-
-    class Interrupt(Exception):
-        pass
-
-    calls = []
-
-    def progress(msg):
-        calls.append(msg)
-        if len(calls) == 2:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        resync.products_resync(batch_size=2, max_pending=0, progress=progress)
+    calls = interrupted_after_two_batches(batch_size=2, max_pending=0)
     assert len(events_of(received(bus_queue))) == 4
     assert resync.products_resync(batch_size=2, max_pending=0, progress=calls.append) == 2
     assert len(events_of(received(bus_queue))) == 2  # nothing twice, nothing skipped
