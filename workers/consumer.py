@@ -9,11 +9,16 @@
   instead of being acked away (undecodable body: Celery's default) or rejected without one
   (unknown task, refused content type, malformed message). If that park's publish gets no
   confirm within its bounds (a broker alarm), the message is requeued after a pause instead
-  (workers/confirming.py), never acked."""
+  (workers/confirming.py), never acked.
+* Task events (Flower's) are published at most every ``EVENTS_FLUSH_SECONDS`` in one
+  ``task.multi`` message, not once per turn of the consumer loop (which at web rates meant two
+  publishes per task message); buffered ones are published before a shutdown, and carried over
+  a reconnect (workers/events.py)."""
 
 from __future__ import annotations
 
 import logging
+import time
 
 from celery.utils.log import get_logger
 from celery.worker.consumer import Consumer
@@ -26,6 +31,11 @@ from workers.preflight import task_message_problem
 
 logger = get_logger("workers.consumer")
 
+# At most this long between a task's event and its publish (Flower's view lags by as much); Celery
+# still publishes at once when 24 are buffered. Per turn of the loop, at 200 events/s of web
+# load, a task message cost the worker and the broker two more publishes (docs/performance.md).
+EVENTS_FLUSH_SECONDS = 0.1
+
 
 class SubscriberConsumer(Consumer):
     class Blueprint(Consumer.Blueprint):
@@ -35,6 +45,34 @@ class SubscriberConsumer(Consumer):
         # through it (workers/handling.py).
         default_steps = [step for step in Consumer.Blueprint.default_steps
                          if not step.endswith(":DelayedDelivery")]
+
+    _events_flush_asked: float | None = None  # monotonic time; None once flushed
+
+    def on_send_event_buffered(self):
+        """Celery flushes the task events at the loop's next turn; this, once per
+        ``EVENTS_FLUSH_SECONDS``. Called from any thread: the timer is set on the loop's. A flush
+        asked for more than a second ago and not done (its timer lost to a reconnect) is asked
+        for again, so events never wait longer than that."""
+        asked = self._events_flush_asked
+        if self.hub and (asked is None or time.monotonic() - asked > 1.0):
+            self._events_flush_asked = time.monotonic()
+            self.hub.call_soon(self._events_flush_schedule)
+
+    def _events_flush_schedule(self):
+        self.timer.call_after(EVENTS_FLUSH_SECONDS, self._events_flush)
+
+    def _events_flush(self):
+        self._events_flush_asked = None  # before the flush: an event sent during it asks again
+        self._flush_events()
+
+    def shutdown(self):
+        """Publish the task events still buffered while their connection is open (the Events
+        step closes it without a flush)."""
+        try:
+            self._flush_events()
+        except Exception:  # noqa: BLE001 - a broker gone; shutting down anyway
+            logger.warning("could not publish the last task events", exc_info=True)
+        super().shutdown()
 
     def connect(self):
         conn = super().connect()

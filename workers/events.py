@@ -41,6 +41,14 @@ class EventDispatcher(CeleryEventDispatcher):
             return
         super().flush(errors=errors, groups=groups)
 
+    def extend_buffer(self, other):
+        """After a reconnect, the new dispatcher publishes what the old one still held: Celery
+        carries over the events that failed to publish, this also the task events buffered for
+        the next flush (workers/consumer.py)."""
+        super().extend_buffer(other)
+        for group, events in other._group_buffer.items():
+            self._group_buffer[group].extend(events)
+
     def _publish(self, event, producer, routing_key, retry=False, retry_policy=None, **kwargs):
         if producer is None:
             return None
