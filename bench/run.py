@@ -343,7 +343,7 @@ def percentile(values: list[float], q: float) -> float:
 def latency(stack: Stack, rate: int, seconds: int) -> dict:
     # one driver process per 500 creates/s, each keeping its schedule (open loop). Through the
     # ORM a create cost a driver ~1.6 ms of CPU, and four drivers reached 681-784 of 1,000/s on
-    # the cores the pipeline uses; the driver now writes the same rows in one statement (~0.12 ms)
+    # the cores the pipeline uses; the driver now writes the same rows in one statement (~0.17 ms)
     drivers = max(1, -(-rate // 500))
     procs = [subprocess.Popen([sys.executable, "bench/latency_driver.py", str(rate / drivers),
                                str(seconds)], cwd=REPO, env=stack.env, stdout=subprocess.PIPE,
