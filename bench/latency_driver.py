@@ -20,8 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "admin_project.settings.local")
 
 import django  # noqa: E402
+from django.apps import apps  # noqa: E402
 
-django.setup()
+if not apps.ready:  # imported by a test, Django is set up already (and its logging configured)
+    django.setup()
 
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
