@@ -31,9 +31,11 @@ from workers.preflight import task_message_problem
 
 logger = get_logger("workers.consumer")
 
-# At most this long between a task's event and its publish (Flower's view lags by as much); Celery
-# still publishes at once when 24 are buffered. Per turn of the loop, at 200 events/s of web
-# load, a task message cost the worker and the broker two more publishes (docs/performance.md).
+# At most this long between a task's event and its publish (Flower's view lags by as much). When
+# the loop's own "received" finds 24 buffered, Celery publishes them at once; a task thread's
+# "succeeded" only asks (workers/events.py), so the buffer holds about this long's events. Per
+# turn of the loop, at 200 events/s of web load, a task message cost the worker and the broker
+# two more publishes (docs/performance.md).
 EVENTS_FLUSH_SECONDS = 0.1
 
 
