@@ -30,14 +30,13 @@ from django.utils import timezone  # noqa: E402
 
 from admin_project.outbox.record import INSERT_ONE, EventItem, events_encode  # noqa: E402
 from admin_project.products.models import Product  # noqa: E402
-from admin_project.products.services import product_snapshot  # noqa: E402
+from admin_project.products.services import SNAPSHOT_COLUMNS, product_snapshot_row  # noqa: E402
 from product_events import contract  # noqa: E402
 
 _TABLE = Product._meta.db_table
-_COLUMNS = ("id", "title", "price", "image", "description", "version", "created_at",
-            "updated_at")
-_SQL = (f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * 8)}); "
-        + INSERT_ONE)
+# the product's row (its snapshot's columns, so one tuple serves both), then its outbox event
+_SQL = (f"INSERT INTO {_TABLE} ({', '.join(SNAPSHOT_COLUMNS)}) "
+        f"VALUES ({', '.join(['%s'] * len(SNAPSHOT_COLUMNS))}); " + INSERT_ONE)
 
 
 def product_ids_reserve(cursor, n: int) -> list[int]:
@@ -52,11 +51,10 @@ def product_create_sql(cursor, *, pk: int, title: str, price: Decimal) -> None:
     beforehand, on an autocommit connection: both INSERTs in one statement, so one
     transaction (PostgreSQL runs a multi-statement query as one)."""
     now = timezone.now()
-    product = Product(pk=pk, title=title, price=price, image="", description="", version=1,
-                      created_at=now, updated_at=now)
+    row = (pk, title, "", price, "", 1, now, now)  # SNAPSHOT_COLUMNS: image, description empty
     (event,) = events_encode(items=[EventItem(contract.PRODUCT_CREATED, pk, 1, now,
-                                              product_snapshot(product=product))])
-    cursor.execute(_SQL, (pk, title, price, "", "", 1, now, now, *event))
+                                              product_snapshot_row(row))])
+    cursor.execute(_SQL, (*row, *event))
 
 
 def main() -> None:

@@ -97,12 +97,11 @@ class _Confirms:
         deadline = time.monotonic() + timeout
         while self.settled < self.sent:
             left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"the broker did not confirm {self.sent - self.settled} "
-                                   f"messages within {timeout} s")
             try:
+                if left <= 0:
+                    raise TimeoutError
                 conn.drain_events(timeout=left)  # a basic.return raises here (mandatory)
-            except TimeoutError:  # the socket's own: say what did not come
+            except TimeoutError:  # ours or the socket's: say what did not come
                 raise TimeoutError(f"the broker did not confirm {self.sent - self.settled} "
                                    f"messages within {timeout} s") from None
         if self.nacked:

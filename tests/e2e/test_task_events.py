@@ -89,7 +89,6 @@ def test_every_task_event_arrives_a_few_tasks_to_a_message(stack, events_queue):
                message=lambda: f"30 products applied:\n{stack.proc('worker').tail()}")
     messages = _all_arrive(stack, events_queue, ids, "every task's events")
     events = _events(stack, events_queue, messages)
-    assert {e["hostname"] for e in events} == {next(iter(events))["hostname"]}
     assert len(events) == 2 * len(ids)  # each once
     # one message per event (or per turn of the consumer loop) would be ~60 messages
     assert len(messages) <= len(events) // 3, len(messages)
