@@ -94,3 +94,37 @@ def test_deletion_record_for_a_product_without_a_row():
     product = services.product_create(title="x", price=Decimal("1.00"))
     with pytest.raises(ValueError):  # a product with a row is deleted by product_delete
         services.product_deletion_record(product_id=product.pk, version=9, data=data)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_writes_validate_the_description_without_a_query_of_their_own():
+    """The description's length is checked by the field's validator, not by Django querying the
+    database's constraint (SAVEPOINT, SELECT, RELEASE on every create and update)."""
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as created:
+        product = services.product_create(title="x", price=Decimal("1.00"), description="d")
+    with CaptureQueriesContext(connection) as updated:
+        services.product_update(product_id=product.pk, data={"description": "e" * 10_000})
+    for queries in (created, updated):
+        sql = [q["sql"] for q in queries.captured_queries]
+        assert not any("SAVEPOINT" in s or "_check" in s for s in sql), sql
+    assert len(created.captured_queries) == 4  # BEGIN, the product, its event, COMMIT
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("write", ["create", "update"])
+def test_a_description_too_long_is_a_field_error_and_writes_nothing(write):
+    from django.core.exceptions import ValidationError
+
+    product = services.product_create(title="x", price=Decimal("1.00"))
+    before = OutboxEvent.objects.count()
+    with pytest.raises(ValidationError) as refused:
+        if write == "create":
+            services.product_create(title="y", price=Decimal("1.00"), description="d" * 10_001)
+        else:
+            services.product_update(product_id=product.pk, data={"description": "d" * 10_001})
+    assert list(refused.value.message_dict) == ["description"]
+    assert Product.objects.count() == 1 and OutboxEvent.objects.count() == before
+    product.refresh_from_db()
+    assert product.version == 1 and product.description == ""
