@@ -39,6 +39,8 @@ class Product(models.Model):
     # Constraints that a field's validator already checks in full_clean. Django would check them
     # again with a query of its own (SAVEPOINT, SELECT 1 WHERE ..., RELEASE: three of the seven
     # statements of every create and update); the database still enforces them on the write.
+    # (len() counts code points as LENGTH() does in a UTF8 database, as compose's and the tests'
+    # are; in SQL_ASCII it counts bytes, and the database would refuse what the check let by.)
     CONSTRAINTS_CHECKED_BY_VALIDATORS = frozenset({"product_description_max_length"})
 
     def get_constraints(self):
