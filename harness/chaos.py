@@ -297,7 +297,9 @@ class Nemesis:
             self.node.ctl("await_startup", timeout=120)
 
     def connections_closed(self, p, h, rnd):
-        self.node.ctl("close_all_connections", "chaos", timeout=60)
+        # --global: without it rabbitmqctl closes only the connections of vhost "/", and the
+        # stack runs on a vhost of its own (the node is the chaos run's own)
+        self.node.ctl("close_all_connections", "--global", "chaos", timeout=60)
 
     def memory_alarm(self, p, h, rnd):
         self.node.ctl("set_vm_memory_high_watermark", "0")

@@ -33,8 +33,15 @@ def connection_users(vhost: str) -> set[str]:
     return users
 
 
-def close_all_connections(reason: str = "fault injection") -> None:
-    _ctl("close_all_connections", reason)
+def close_connections(vhost: str, reason: str = "fault injection") -> int:
+    """Close every client connection to ``vhost`` (as a broker restart would); how many."""
+    out = subprocess.run(["rabbitmqctl", "-q", "list_connections", "pid", "vhost"],
+                         check=True, capture_output=True, text=True, timeout=60).stdout
+    pids = [parts[0] for parts in (line.split("\t") for line in out.splitlines())
+            if len(parts) == 2 and parts[1] == vhost]
+    for pid in pids:
+        _ctl("close_connection", pid, reason)
+    return len(pids)
 
 
 def _max_message_size() -> int:

@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 
+from celery.concurrency.base import BasePool
+from celery.exceptions import CPendingDeprecationWarning
 from celery.utils.log import get_logger
 from celery.worker.consumer import Consumer
+from celery.worker.state import active_requests
 from vine import promise
 
 from catalog_project.topology import TopologyMismatch, products_exchange
 from product_events.broker import EVENTS_EXCHANGE, SharedExchangeMissing, exchange_ensure
-from workers import confirming, parking
+from workers import confirming, parking, pool
 from workers.preflight import task_message_problem
 
 logger = get_logger("workers.consumer")
@@ -75,6 +79,38 @@ class SubscriberConsumer(Consumer):
         except Exception:  # noqa: BLE001 - a broker gone; shutting down anyway
             logger.warning("could not publish the last task events", exc_info=True)
         super().shutdown()
+
+    def on_connection_error_after_connected(self, exc):
+        """Celery's, except where the pool cannot stop a running task (threads: Celery's and
+        workers/pool.py). There Celery's cancel on connection loss
+        (``worker_cancel_long_running_tasks_on_connection_loss``, on in the settings: with
+        prefork it kills the pool processes running them) logged per task that it terminates
+        it, which it did not, and a 40-line traceback ("does not implement kill_job"). Such a
+        task finishes the write it is in, or stops at its next retry (``DeliveryLost``,
+        workers/handling.py); its ack or reject has no connection to go on, and the broker
+        delivers its message again (the write is idempotent): one warning line says so."""
+        pool.connection_lost()
+        # (prefork sets its own terminate_job on the instance when it starts)
+        if getattr(self.pool.terminate_job, "__func__", None) is not BasePool.terminate_job:
+            return super().on_connection_error_after_connected(exc)
+        running = sum(1 for request in tuple(active_requests)
+                      if request.task.acks_late and not request.acknowledged)
+        conf = self.app.conf
+        cancel = conf.worker_cancel_long_running_tasks_on_connection_loss
+        conf.worker_cancel_long_running_tasks_on_connection_loss = False
+        try:
+            with warnings.catch_warnings():
+                # Celery's notice that cancelling will become the default: it is set, and
+                # this pool cannot cancel
+                warnings.simplefilter("ignore", CPendingDeprecationWarning)
+                super().on_connection_error_after_connected(exc)
+        finally:
+            conf.worker_cancel_long_running_tasks_on_connection_loss = cancel
+        if running:
+            logger.warning("%d task(s) running when the broker connection was lost: a thread "
+                           "cannot be stopped, so each finishes its write or stops at its next "
+                           "retry; the broker delivers their messages again (the write is "
+                           "idempotent)", running)
 
     def connect(self):
         conn = super().connect()

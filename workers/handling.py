@@ -69,6 +69,21 @@ class _Losses:
 _losses = _Losses()
 
 
+class _SettleLog:
+    """What kombu's ``ack_log_error`` / ``reject_log_error`` report a failed ack or reject to
+    (``logger.critical`` with a traceback, by default). It fails when the connection the message
+    came on is gone: a task that was running when the broker connection dropped (a thread runs
+    to its end; workers/consumer.py) cannot settle its message on the new one. Nothing is lost:
+    the broker delivers the message again, and the write is idempotent. One warning line."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+
+    def critical(self, msg, *args, **_kwargs) -> None:
+        logger.warning("task %s: " + msg + " (its connection is gone: the broker delivers the "
+                       "message again; the write is idempotent)", self.task_id, *args)
+
+
 class ProductEventsRequest(Request):
     """Celery's request, except that a message that keeps killing its pool process is parked
     (with ``x-park-reason``) after ``WORKER_LOST_LIMIT`` runs, instead of being requeued until
@@ -90,6 +105,19 @@ class ProductEventsRequest(Request):
             if cached is not None:
                 body, decoded = cached, True
         super().__init__(message, *args, body=body, decoded=decoded, **kwargs)
+        if pool.IN_PROCESS:  # DeliveryLost: the task compares
+            self._request_dict["worker_connections_lost"] = pool.connections_lost()
+
+    def acknowledge(self):
+        if not self.acknowledged:
+            self._on_ack(_SettleLog(self.id), self._connection_errors)
+            self.acknowledged = True
+
+    def reject(self, requeue=False):
+        if not self.acknowledged:
+            self._on_reject(_SettleLog(self.id), self._connection_errors, requeue)
+            self.acknowledged = True
+            self.send_event("task-rejected", requeue=requeue)
 
     def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
         exc = exc_info.exception
@@ -114,6 +142,30 @@ class ProductEventsRequest(Request):
         _losses.forget(self.id)
         self.send_event("task-failed", exception=reason, traceback="")
         return True
+
+
+class DeliveryLost(Reject):
+    """The broker connection this task's message came on was lost while the task ran (a thread
+    of workers/pool.py; Celery stops a prefork pool process itself). Its message can no longer
+    be acked or sent round the delay queue from here, and the broker delivers it again: the
+    task stops instead of holding the database for it or publishing a second copy."""
+
+    def __init__(self) -> None:
+        super().__init__("its broker connection was lost while it ran; the broker delivers "
+                         "the message again", requeue=True)
+
+
+class _DeliveryLostLine(logging.Filter):
+    """Celery logs a rejected task with its traceback; a ``DeliveryLost`` is an expected outcome
+    and its one line ("reject requeue=True: its broker connection was lost ...") says it all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], DeliveryLost):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("celery.app.trace").addFilter(_DeliveryLostLine())
 
 
 class ProductEventsTask(Task):
@@ -151,6 +203,8 @@ class ProductEventsTask(Task):
 
         try:
             result = self._apply_holding(valid, apply)
+        except DeliveryLost:
+            raise
         except Exception as exc:  # noqa: BLE001
             if transient(exc):
                 # held for the whole hold and still failing: the message goes round the
@@ -209,6 +263,7 @@ class ProductEventsTask(Task):
                 if not transient(exc):
                     raise
                 _close_broken_db_connections()
+                self._delivery_check()
                 now = time.monotonic()
                 first_failure = first_failure or now
                 reachable = database_reachable()
@@ -238,6 +293,7 @@ class ProductEventsTask(Task):
         after ``RetryPolicy.countdown`` seconds, a new message. Never parked: after
         ``max_retries`` rounds each further one is logged as an error (the alert
         ``RetriesNeverClear`` fires on the retries counter)."""
+        self._delivery_check()
         retry = self.subscriber.retry
         rounds = self.request.retries + 1
         countdown = retry.countdown(0)  # the hold did the waiting: back soon after it ends
@@ -264,7 +320,15 @@ class ProductEventsTask(Task):
                 raise
         raise signal from exc
 
+    def _delivery_check(self) -> None:
+        """Raise ``DeliveryLost`` if the broker connection this task's message came on is gone
+        (threads only: the count is in the request of an in-process pool)."""
+        received_after = self.request.get("worker_connections_lost")
+        if received_after is not None and received_after != pool.connections_lost():
+            raise DeliveryLost() from None
+
     def _park(self, items) -> None:
+        self._delivery_check()  # its redelivery parks them: no second copy in the DLQ
         with self._publishing():
             parking.park_events(app=self.app, request=self.request, items=items)
 

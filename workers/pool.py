@@ -12,8 +12,9 @@ What Celery's thread pool lacks and this one adds: ``pool_grow`` / ``pool_shrink
 control, documented in the README) and the pool's size in ``inspect stats``. A thread cannot be
 killed: time limits do not apply in a thread pool (every wait inside a task is bounded by its own
 timeout instead: the database's answer timeout, publish confirms, the pause's hold), and a task
-running when the broker connection is lost finishes; its message comes back from the broker
-(acks after the write: the write is idempotent)."""
+running when the broker connection is lost finishes its write or stops at its next retry
+(workers/handling.py, DeliveryLost); its message comes back from the broker (acks after the
+write: the write is idempotent)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,21 @@ from celery.concurrency.thread import TaskPool as CeleryThreadPool
 # Set in a process whose tasks run in threads of the worker's own process: the consumer then
 # hands the task the body it already decoded (workers/handling.py, ProductEventsRequest).
 IN_PROCESS = False
+
+# How many times this worker's broker connection was lost (workers/consumer.py counts). A task
+# running in a thread when it was lost cannot settle its message any more: the broker delivers
+# it again. The task sees this (workers/handling.py) and stops rather than hold the database
+# for it or send it round the delay queue (a second copy).
+_connections_lost = 0
+
+
+def connection_lost() -> None:
+    global _connections_lost
+    _connections_lost += 1
+
+
+def connections_lost() -> int:
+    return _connections_lost
 
 
 class _Gate:

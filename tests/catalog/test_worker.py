@@ -231,3 +231,105 @@ def test_a_message_that_keeps_killing_its_pool_process_is_parked_by_the_worker(
         lock.close()
         proc.stop()
         vhost_delete(vhost)
+
+
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+def test_broker_connection_lost_while_tasks_run_parks_nothing_and_logs_no_traceback(
+        django_db_setup, pool):
+    """The worker's broker connection is closed (a broker restart, a network cut) while its
+    tasks are running, WORKER_LOST_LIMIT times in a row, each time with the same message's
+    task running. With prefork Celery stops the pool processes running them (their acks could
+    not reach the broker): that is no sign of poison, and the worker's own count of lost runs
+    (WORKER_LOST_LIMIT) does not park the message for it.
+    With threads a task cannot be stopped: it runs to its end and its ack, with no connection
+    to go on, is one warning line, not a CRITICAL traceback (nor Celery's "does not implement
+    kill_job" one). Either way every event is applied and nothing is dead-lettered."""
+    import psycopg2
+
+    from harness import processes, rabbit
+    from harness.vhosts import vhost_create, vhost_delete
+    from workers.handling import WORKER_LOST_LIMIT
+
+    vhost = f"connloss-{uuid.uuid4().hex[:8]}"
+    url = vhost_create(vhost)
+    db = connection.settings_dict["NAME"]
+    db_url = pg.database_url(db)
+    proc = processes.Proc(f"catalog-worker-connloss-{pool}",
+                          processes.worker_argv(name=f"connloss-{pool}"),
+                          processes.base_env(CELERY_BROKER_URL=url, CATALOG_DATABASE_URL=db_url,
+                                             CATALOG_WORKER_POOL=pool))
+    lock = psycopg2.connect(db_url, connect_timeout=5)
+    seen: set[int] = set()
+
+    def new_waiters():  # tasks' statements waiting for the lock: tasks running
+        with psycopg2.connect(db_url, connect_timeout=5) as conn, conn.cursor() as cur:
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND "
+                        "wait_event_type = 'Lock'", [db])
+            waiting = {pid for (pid,) in cur.fetchall()}
+            # a stopped pool process gives way to a new one (a new session); a thread goes on
+            return ((waiting - seen) if pool == "prefork" else waiting) or None
+
+    def depth(queue: str) -> int:
+        with amqp.broker_connection_to(url) as conn:
+            return conn.default_channel.queue_declare(queue, passive=True)[1]
+
+    def connected() -> bool:
+        return bool(rabbit.connection_users(vhost))
+
+    try:
+        wait_until(lambda: " ready." in proc.log() or not proc.alive(), timeout=60,
+                   message=proc.tail)
+        assert f"({pool})" in proc.log() or pool == "threads", proc.tail()
+        with lock.cursor() as cur:
+            cur.execute("LOCK TABLE catalog_product IN EXCLUSIVE MODE")
+        for product_id in (5151, 5152):
+            with amqp.broker_connection_to(url) as conn:
+                conn.Producer().publish(task_body([event(product_id, 1)]), exchange=PRODUCTS,
+                                        routing_key="product.created",
+                                        content_type="application/json",
+                                        content_encoding="utf-8", delivery_mode=2, retry=False,
+                                        headers={"lang": "py", "id": str(uuid.uuid4()),
+                                                 "task": contract.TASK_APPLY_PRODUCT_EVENTS})
+        for round_ in range(WORKER_LOST_LIMIT):
+            waiting = wait_until(new_waiters, timeout=30, message=lambda r=round_:
+                                 f"a task running, round {r}\n{proc.tail()}")
+            seen |= waiting
+            wait_until(connected, timeout=30, message=proc.tail)
+            assert rabbit.close_connections(vhost, "test: connection lost") >= 1
+            # the statements of stopped pool processes wait on (their server does not notice)
+            if pool == "prefork":
+                pg.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE pid = ANY(%s)", [list(waiting)])
+            wait_until(connected, timeout=30, message=lambda: f"reconnected\n{proc.tail()}")
+        lock.close()  # the table unlocked: every task can write
+        wait_until(lambda: row(5151) and row(5152), timeout=60,
+                   message=lambda: f"both rows\n{proc.tail()}")
+        assert row(5151).version == row(5152).version == 1
+        # every message settled (acked after its write), none parked
+        wait_until(lambda: depth("catalog.products") == 0 and not _unacked(vhost),
+                   timeout=60, message=proc.tail)
+        assert depth("catalog.products.dlq") == 0, proc.tail()
+        assert proc.alive(), proc.tail()
+        log = proc.log()
+        assert "Connection to broker lost" in log
+        for noise in ("Traceback", "CRITICAL", "kill_job"):
+            assert noise not in log, f"{noise!r} in the worker's log:\n{proc.tail()}"
+        if pool == "threads":  # nothing was terminated
+            assert "Terminating it instead" not in log, proc.tail()
+            assert "running when the broker connection was lost" in log, proc.tail()
+        else:  # Celery stopped the pool processes running them (and says so)
+            assert "Terminating it instead" in log, proc.tail()
+    finally:
+        lock.close()
+        proc.stop()
+        vhost_delete(vhost)
+
+
+def _unacked(vhost: str) -> int:
+    import subprocess
+
+    out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name",
+                          "messages_unacknowledged"], check=True, capture_output=True,
+                         text=True, timeout=60).stdout
+    return sum(int(parts[1]) for parts in (line.split("\t") for line in out.splitlines())
+               if len(parts) == 2 and parts[0] == "catalog.products" and parts[1].isdigit())

@@ -75,13 +75,21 @@ def test_broker_stopped_while_products_are_created_over_http(report):
 
 def test_all_connections_closed_during_publishing_and_consuming(report):
     with running_stack("f-conns") as stack:
+        vhost = stack.env["CELERY_BROKER_URL"].rsplit("/", 1)[1]
         gen = stack.generate(2500, updates=500, deletes=100)
         seen = 0
         for _ in range(4):
             seen = wait_progress(stack, seen + 150)
-            rabbit.close_all_connections()
+            # the stack's own vhost: `rabbitmqctl close_all_connections` without --global or
+            # -p closes the connections of "/" only, and this test used to close none of its own
+            assert rabbit.close_connections(vhost) >= 2  # the worker's and the relay's at least
         finished(gen)
-        report.finish(stack, "close_all_connections x4 while streaming", fault_end=time.monotonic())
+        report.finish(stack, "every connection closed x4 while streaming",
+                      fault_end=time.monotonic())
+        worker_log = stack.logs("worker")
+        assert worker_log.count("Connection to broker lost") >= 4, worker_log[-3000:]
+        for noise in ("Traceback", "CRITICAL"):
+            assert noise not in worker_log, worker_log[-3000:]
 
 
 def test_worker_child_and_whole_worker_sigkilled_while_thousands_flow(report):
