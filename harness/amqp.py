@@ -17,9 +17,9 @@ def broker_connection() -> Connection:
                       transport_options=_OPTIONS)
 
 
-def queue_depth(name: str) -> int:
+def queue_depth(name: str, url: str | None = None) -> int:
     """Exact depth (passive declare), unlike `rabbitmqctl list_queues` for quorum queues."""
-    with broker_connection() as conn:
+    with (broker_connection_to(url) if url else broker_connection()) as conn:
         _, count, _ = conn.default_channel.queue_declare(queue=name, passive=True)
         return count
 

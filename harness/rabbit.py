@@ -22,23 +22,21 @@ def broker_stopped():
         _ctl("await_startup")
 
 
-def connection_users(vhost: str) -> set[str]:
-    out = subprocess.run(["rabbitmqctl", "-q", "list_connections", "user", "vhost"],
+def _connections(vhost: str, field: str) -> list[str]:
+    """``field`` (user, pid, ...) of each client connection to ``vhost``."""
+    out = subprocess.run(["rabbitmqctl", "-q", "list_connections", field, "vhost"],
                          check=True, capture_output=True, text=True, timeout=60).stdout
-    users = set()
-    for line in out.splitlines():
-        parts = line.split("\t")
-        if len(parts) == 2 and parts[1] == vhost:
-            users.add(parts[0])
-    return users
+    return [parts[0] for parts in (line.split("\t") for line in out.splitlines())
+            if len(parts) == 2 and parts[1] == vhost]
+
+
+def connection_users(vhost: str) -> set[str]:
+    return set(_connections(vhost, "user"))
 
 
 def close_connections(vhost: str, reason: str = "fault injection") -> int:
     """Close every client connection to ``vhost`` (as a broker restart would); how many."""
-    out = subprocess.run(["rabbitmqctl", "-q", "list_connections", "pid", "vhost"],
-                         check=True, capture_output=True, text=True, timeout=60).stdout
-    pids = [parts[0] for parts in (line.split("\t") for line in out.splitlines())
-            if len(parts) == 2 and parts[1] == vhost]
+    pids = _connections(vhost, "pid")
     for pid in pids:
         _ctl("close_connection", pid, reason)
     return len(pids)

@@ -72,9 +72,9 @@ _losses = _Losses()
 class _SettleLog:
     """What kombu's ``ack_log_error`` / ``reject_log_error`` report a failed ack or reject to
     (``logger.critical`` with a traceback, by default). It fails when the connection the message
-    came on is gone: a task that was running when the broker connection dropped (a thread runs
-    to its end; workers/consumer.py) cannot settle its message on the new one. Nothing is lost:
-    the broker delivers the message again, and the write is idempotent. One warning line."""
+    came on goes while the ack or reject is on its way (one whose channel was already closed is
+    not tried: ``_channel_gone``). Nothing is lost: the broker delivers the message again, and
+    the write is idempotent. One warning line."""
 
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
@@ -158,10 +158,10 @@ class ProductEventsRequest(Request):
 
 
 class DeliveryLost(Reject):
-    """The broker connection this task's message came on was lost while the task ran (a thread
-    of workers/pool.py; Celery stops a prefork pool process itself). Its message can no longer
-    be acked or sent round the delay queue from here, and the broker delivers it again: the
-    task stops instead of holding the database for it or publishing a second copy."""
+    """The broker connection this task's message came on was lost before or while the task ran
+    (a thread of workers/pool.py; Celery stops a prefork pool process itself). Its message can
+    no longer be acked or sent round the delay queue from here, and the broker delivers it
+    again: the task stops instead of holding the database for it or publishing a second copy."""
 
     def __init__(self) -> None:
         super().__init__("its broker connection was lost while it ran; the broker delivers "
