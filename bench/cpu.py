@@ -13,3 +13,44 @@ def busy_seconds() -> float:
         fields = [int(x) for x in f.readline().split()[1:9]]
     user, nice, system, _idle, _iowait, irq, softirq, steal = fields
     return (user + nice + system + irq + softirq + steal) / _TICKS
+
+
+def group_seconds(pgid: int) -> float:
+    """CPU seconds (user + system) of the live processes of process group ``pgid``, and of
+    their children they have waited for."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+        if int(fields[2]) == pgid:  # pgrp
+            total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return total / _TICKS
+
+
+def broker_pid() -> int | None:
+    """RabbitMQ's Erlang VM on this machine (``beam.smp`` of the rabbit node), if one runs."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"beam.smp") and any(b"rabbit" in a for a in argv):
+            return int(entry)
+    return None
+
+
+def process_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of one process, all its threads."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS

@@ -41,6 +41,14 @@ def test_bench_runs_every_scenario_on_a_tiny_n():
                    "worker RSS", "machine CPU per event", "machine CPU per request", "bound:",
                    "catalog products, API with ?cursor=", "?page= deep"):
         assert figure in output, figure
+    # every figure with a target says whether this run met it, and one that missed says why
+    lines = output.splitlines()
+    statuses = [i for i, line in enumerate(lines) if line.endswith(("[met]", "[NOT MET]"))]
+    assert len(statuses) >= 11, output[-3000:]  # 12 with the 1000/s latency run
+    for i in statuses:
+        if lines[i].endswith("[NOT MET]"):
+            assert lines[i + 1].lstrip().startswith("why: "), lines[i:i + 2]
+    assert f"of {len(statuses)} targets met in this run" in output
     (new,) = set((REPO / "bench" / "results").glob("*.json")) - before
     data = json.loads(new.read_text())
     assert data["small"] is True and data["drain"]["seed"]["events"] == data["n"]
@@ -51,6 +59,11 @@ def test_bench_runs_every_scenario_on_a_tiny_n():
         most = os.cpu_count() * (d["seconds"] + 0.5) / d["events"] * 1000
         assert 0 < d["cpu_ms_per_event"] <= most, (k, d)
     assert all(h["cpu_s"] > 0 and h["requests"] > 0 for h in data["http"])
+    # what the pipeline did and spent during the whole-system HTTP load
+    (whole,) = [h for h in data["http"] if h["pipeline"] and h["mode"] == "outbox"]
+    usage = whole["usage"]
+    assert usage["events"] >= usage["messages"] > 0, usage
+    assert usage["relay_cpu_s"] > 0 and usage["worker_cpu_s"] > 0, usage
     # the list stage read every live product the anti-entropy stage left, page by page
     assert data["list"]["products"] == data["antientropy"]["products"] > 0, data["list"]
     assert new.with_suffix(".png").stat().st_size > 10_000
