@@ -28,27 +28,43 @@ class Command(BaseCommand):
         url = settings.SUBSCRIBER_BROKER_URLS[subscriber]
         with broker_errors_as_one_line(url), DeadLetters(url, SUBSCRIBERS[subscriber]) as dlq:
             if action == "list":
-                parked = dlq.read(limit=opts["limit"])
+                limit = opts["limit"]
+                parked = dlq.read(limit=limit)
                 for p in parked:
-                    self.stdout.write(f"{p.index:>4}  task {p.task_id}\n      reason: {p.reason}"
-                                      f"\n      {p.summary}")
-                self.stdout.write(f"{len(parked)} parked message(s) shown")
+                    copies = f"  ({p.count} copies)" if p.count > 1 else ""
+                    self.stdout.write(f"{p.index:>4}  task {p.task_id}{copies}\n"
+                                      f"      reason: {p.reason}\n      {p.summary}")
+                    if len(p.task_ids) > 1:  # each park of an event has its own task id
+                        others = ", ".join(p.task_ids[1:6]) + (", ..." * (len(p.task_ids) > 6))
+                        self.stdout.write(f"      copies also as task {others}")
+                read = sum(p.count for p in parked)
+                more = dlq.ready() if limit is not None and read >= limit else 0
+                copies = _copies(read - len(parked))
+                totals = (f"the first {read} of {read + more} in the queue, --limit {limit}; "
+                          f"{copies} among them" if more else f"{read} in the queue, {copies}")
+                self.stdout.write(f"{len(parked)} parked message(s) shown ({totals})")
             elif action == "replay":
                 if not opts["ids"] and not opts["all"]:
                     raise CommandError("name task/event ids to replay, or --all")
                 wanted = set(opts["ids"])
                 parked = dlq.read()
                 chosen = [p for p in parked if opts["all"] or p.matches(wanted)]
-                unknown = sorted(wanted - {i for p in chosen for i in (p.task_id, *p.events)})
+                unknown = sorted(wanted - {i for p in chosen for i in (*p.task_ids, *p.events)})
                 try:
                     n = dlq.replay(chosen)
                 except ReplayFailed as exc:
                     raise CommandError(str(exc)) from None  # one line, exit status 1
-                self.stdout.write(self.style.SUCCESS(f"replayed {n} message(s); "
-                                                     f"{len(parked) - n} left parked"))
+                removed = sum(len(p.copies) for p in chosen)
+                self.stdout.write(self.style.SUCCESS(
+                    f"replayed {n} message(s); {len(parked) - n} left parked; "
+                    f"{_copies(removed)} removed with them"))
                 if unknown:  # a typo must not look like success
                     raise CommandError(f"not in {dlq.queue}: {', '.join(unknown)}")
             else:
                 if not opts["yes"]:
                     raise CommandError("purge deletes every parked message: add --yes")
                 self.stdout.write(f"purged {dlq.purge()} message(s)")
+
+
+def _copies(n: int) -> str:
+    return f"{n} duplicate {'copy' if n == 1 else 'copies'}"
