@@ -23,11 +23,9 @@ def group_seconds(pgid: int) -> float:
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
+            fields = _stat(int(entry))
         except OSError:  # gone meanwhile
             continue
-        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
         if int(fields[2]) == pgid:  # pgrp
             total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
     return total / _TICKS
@@ -50,7 +48,12 @@ def broker_pid() -> int | None:
 
 def process_seconds(pid: int) -> float:
     """CPU seconds (user + system) of one process, all its threads."""
+    fields = _stat(pid)
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime stime
+
+
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after "pid (comm) " (state, ppid, pgrp, ...)."""
     with open(f"/proc/{pid}/stat") as f:
         stat = f.read()
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    return stat[stat.rindex(")") + 2:].split()

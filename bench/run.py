@@ -24,6 +24,7 @@ import msgspec  # noqa: E402
 import psycopg2  # noqa: E402
 import requests  # noqa: E402
 from kombu import Connection, Exchange, Queue  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from psycopg2.extras import execute_values  # noqa: E402
 
 from bench.cpu import broker_pid, busy_seconds, group_seconds, process_seconds  # noqa: E402
@@ -440,11 +441,11 @@ def pipeline_usage(stack: Stack) -> dict:
     counters), and the CPU seconds of the relay's and the worker's processes and of RabbitMQ."""
     bind = stack.env["ADMIN_RELAY_METRICS_BIND"]
     text = requests.get(f"http://{bind}/metrics", timeout=10).text
-    counters = dict(re.findall(r"^(relay_(?:events|messages)_published_total) (\S+)$", text,
-                               re.MULTILINE))
+    counters = {s.name: s.value for family in text_string_to_metric_families(text)
+                for s in family.samples}
     broker = broker_pid()
-    return {"events": float(counters["relay_events_published_total"]),
-            "messages": float(counters["relay_messages_published_total"]),
+    return {"events": counters["relay_events_published_total"],
+            "messages": counters["relay_messages_published_total"],
             "relay_cpu_s": group_seconds(stack.proc("relay").pid),
             "worker_cpu_s": group_seconds(stack.proc("worker").pid),
             "broker_cpu_s": process_seconds(broker) if broker else float("nan")}
@@ -724,7 +725,7 @@ def table(r: dict) -> str:
     for n in (1, 2):
         ratio = eps[f"celery_{n}"] / eps[f"same_{n}"]
         row(f"  drain / same-message ceiling, {n} process{'es' if n > 1 else ''} "
-            f"(median of {DRAIN_ROUNDS})", f"{ratio * 100:.0f}%", ">= 85%", ratio >= 0.85,
+            f"(median of {DRAIN_ROUNDS})", f"{ratio * 100:.1f}%", ">= 85%", ratio >= 0.85,
             drain_why(cpu_event[f"celery_{n}"], cpu_event[f"same_{n}"]))
     row("  same-message ceiling (best) / database alone",
         f"{max(eps['same_1'], eps['same_2']) / eps['db'] * 100:.0f}%")
@@ -750,7 +751,7 @@ def table(r: dict) -> str:
     cpu = {k: h["cpu_ms_per_request"] for k, h in
            (("whole", http["outbox"]), ("path", alone["outbox"]), ("off", alone["off"]))}
     row(f"  with events vs without, request path (median of {len(ratio_alone['pairs'])} pairs)",
-        f"{ratio_alone['median'] * 100:.0f}% ({pairs(ratio_alone)})", ">= 95%",
+        f"{ratio_alone['median'] * 100:.1f}% ({pairs(ratio_alone)})", ">= 95%",
         ratio_alone["median"] >= 0.95,
         f"the outbox row (one INSERT carrying the NOTIFY) costs {cpu['path'] - cpu['off']:+.2f} "
         f"ms of machine CPU a request ({cpu['path']:.2f} against {cpu['off']:.2f} ms with "
@@ -761,19 +762,17 @@ def table(r: dict) -> str:
         row(f"HTTP create, events {mode} (whole system)", f"{h['rps']:,.0f} req/s, p99 "
             f"{h['p99_ms']:.1f} ms, {h['errors']} errors")
     bound = whole_system_bound(r)
+    pipeline = pipeline_figures(http["outbox"].get("usage"))
     row(f"  with events vs without, whole system (median of {len(ratio_whole['pairs'])} pairs)",
-        f"{ratio_whole['median'] * 100:.0f}% ({pairs(ratio_whole)})",
+        f"{ratio_whole['median'] * 100:.1f}% ({pairs(ratio_whole)})",
         f">= 85% (bound here: {bound * 100:.0f}%)", ratio_whole["median"] >= 0.85,
-        whole_why(http["outbox"].get("usage"), cpu_event["same_1"], linger_ms))
+        whole_why(pipeline, cpu_event["same_1"], linger_ms))
     row("  machine CPU per request: events off / request path / whole system",
         f"{cpu['off']:.2f} / {cpu['path']:.2f} / {cpu['whole']:.2f} ms")
-    usage = http["outbox"].get("usage")
-    if usage and usage["events"]:
-        per = {k: usage[f"{k}_cpu_s"] / usage["events"] * 1000
-               for k in ("relay", "worker", "broker")}
+    if pipeline:
         row("  pipeline in that run: events a message; CPU an event: relay / worker / RabbitMQ",
-            f"{usage['events'] / max(1, usage['messages']):.1f}; {per['relay']:.2f} / "
-            f"{per['worker']:.2f} / {per['broker']:.2f} ms")
+            f"{pipeline['per_message']:.1f}; {pipeline['relay']:.2f} / "
+            f"{pipeline['worker']:.2f} / {pipeline['broker']:.2f} ms")
     row("  bound: request path + the ceiling consumer's CPU per event",
         f"{bound * 100:.0f}% (any pipeline on these cores costs more)")
     rs = r["resync"]
@@ -851,17 +850,24 @@ def latency_why(x: dict, linger_ms: float | None, relay_eps: float) -> str:
             "this run)")
 
 
-def whole_why(usage: dict | None, ceiling_ms: float, linger_ms: float | None) -> str:
+def pipeline_figures(usage: dict | None) -> dict | None:
+    """Events per message and CPU ms per event of the relay, the worker and RabbitMQ, from
+    ``pipeline_usage``'s difference over the whole-system load (None if nothing was sent)."""
     if not usage or not usage["events"]:
+        return None
+    per = {k: usage[f"{k}_cpu_s"] / usage["events"] * 1000 for k in ("relay", "worker", "broker")}
+    return per | {"per_message": usage["events"] / max(1, usage["messages"])}
+
+
+def whole_why(pipeline: dict | None, ceiling_ms: float, linger_ms: float | None) -> str:
+    if pipeline is None:
         return "(the pipeline's own figures were not recorded)"
-    per_message = usage["events"] / max(1, usage["messages"])
-    spent = sum(usage[f"{k}_cpu_s"] for k in ("relay", "worker", "broker"))
-    per_event = spent / usage["events"] * 1000
     linger = (f", at most {linger_ms:.0f} ms of linger, which the 200/s latency target bounds"
               if linger_ms else "")
-    return (f"at this rate the relay's messages carried {per_message:.1f} events "
+    spent = pipeline["relay"] + pipeline["worker"] + pipeline["broker"]
+    return (f"at this rate the relay's messages carried {pipeline['per_message']:.1f} events "
             f"(100 in the ceiling's){linger}; the relay, the worker and RabbitMQ spent "
-            f"{per_event:.2f} ms of CPU an event (both databases' share not counted), the "
+            f"{spent:.2f} ms of CPU an event (both databases' share not counted), the "
             f"ceiling consumer {ceiling_ms:.3f} ms all told")
 
 
